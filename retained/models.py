@@ -1,0 +1,77 @@
+"""Persistent state. Only retained/store.py writes RetainedMessage and Counter rows."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class SetByKind(models.TextChoices):
+    MQTT = "mqtt", "MQTT client"
+    API = "api", "API access key"
+    CONSOLE = "console", "Console user"
+    WILL = "will", "Will message"
+    SYSTEM = "system", "System"
+
+
+class RetainedMessage(models.Model):
+    """The one retained message of a topic (AWS keeps at most one per topic)."""
+
+    # Keyset pagination orders by topic; SQLite compares TEXT as UTF-8 bytes, which is also the
+    # order the page tokens assume. (On PostgreSQL, give this column the "C" collation.)
+    topic = models.TextField(unique=True)
+    payload = models.BinaryField()
+    payload_size = models.PositiveIntegerField()
+    qos = models.PositiveSmallIntegerField()
+    content_type = models.TextField(blank=True, default="")
+    payload_format_indicator = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_topic = models.TextField(blank=True, default="")
+    correlation_data = models.BinaryField(null=True, blank=True)
+    # Ordered (name, value) pairs; MQTT 5 allows the same name more than once.
+    user_properties = models.JSONField(default=list, blank=True)
+    message_expiry_interval = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_modified_ms = models.BigIntegerField(db_index=True)
+    last_accessed_at = models.DateTimeField(db_index=True)
+    set_by_kind = models.CharField(max_length=16, choices=SetByKind.choices)
+    set_by = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["topic"]
+
+    def __str__(self) -> str:
+        return self.topic
+
+
+class Counter(models.Model):
+    """Maintained counts (e.g. retained messages), so nothing runs COUNT(*) per request."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+class AccessKey(models.Model):
+    """An AWS-style access key pair belonging to a Django user.
+
+    SigV4 derives its signing key from the secret itself, so the secret must be kept; it is
+    shown once at creation and never displayed again.
+    """
+
+    access_key_id = models.CharField(max_length=32, unique=True)
+    secret_access_key = models.CharField(max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_keys"
+    )
+    is_active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.access_key_id

@@ -1,0 +1,336 @@
+"""The one place that reads and writes retained messages.
+
+Every interface (broker, HTTP API, console) goes through these functions. Writes are atomic,
+enforce the quotas, keep the maintained count, and emit a RetainedChanged event after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from retained import events
+from retained.conf import Limits
+from retained.models import Counter, RetainedMessage, SetByKind
+from retained.page_tokens import InvalidPageTokenError, decode_page_token, encode_page_token
+from retained.topics import InvalidTopicError, TopicLimits, validate_topic_name
+
+__all__ = [
+    "Actor",
+    "InvalidPageTokenError",
+    "InvalidTopicError",
+    "MessageProperties",
+    "Page",
+    "PayloadTooLargeError",
+    "RetainedQuotaExceededError",
+    "StoreError",
+    "StoredMessage",
+    "TopicSummary",
+    "clear_retained",
+    "count_retained",
+    "get_retained",
+    "list_page",
+    "set_retained",
+]
+
+RETAINED_COUNTER = "retained_messages"
+# Reads move the last-accessed clock at most this often, so a hot topic is not a write per read.
+ACCESS_CLOCK_RESOLUTION = timedelta(hours=1)
+
+
+class StoreError(Exception):
+    """Base of the store's refusals; the message is meant for the client."""
+
+
+class PayloadTooLargeError(StoreError):
+    pass
+
+
+class RetainedQuotaExceededError(StoreError):
+    pass
+
+
+class InvalidQosError(StoreError):
+    pass
+
+
+class InvalidMaxResultsError(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who set a retained message: an MQTT client id, an access key id, a console user."""
+
+    kind: SetByKind
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageProperties:
+    """The MQTT 5 properties kept with a retained message."""
+
+    content_type: str = ""
+    payload_format_indicator: int | None = None
+    response_topic: str = ""
+    correlation_data: bytes | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    message_expiry_interval: int | None = None
+
+
+NO_PROPERTIES = MessageProperties()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    topic: str
+    payload: bytes
+    qos: int
+    properties: MessageProperties
+    last_modified_ms: int
+    last_accessed_at: datetime
+    expires_at: datetime | None
+    set_by: Actor
+
+    @property
+    def payload_size(self) -> int:
+        return len(self.payload)
+
+    def remaining_expiry_seconds(self, now: datetime) -> int | None:
+        """MQTT 5: a forwarded message carries the interval that is left, at least 1."""
+        if self.expires_at is None:
+            return None
+        return max(1, int((self.expires_at - now).total_seconds()))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSummary:
+    topic: str
+    payload_size: int
+    qos: int
+    last_modified_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[TopicSummary] = field(default_factory=list)
+    next_token: str | None = None
+
+
+def _limits() -> Limits:
+    limits: Limits = settings.RETAINED_LIMITS
+    return limits
+
+
+def topic_limits(limits: Limits) -> TopicLimits:
+    return TopicLimits(max_bytes=limits.max_topic_bytes, max_slashes=limits.max_topic_slashes)
+
+
+def _page_token_key() -> bytes:
+    return hashlib.sha256(b"retained.page-token:" + settings.SECRET_KEY.encode()).digest()
+
+
+def _now_ms(now: datetime) -> int:
+    return int(now.timestamp() * 1000)
+
+
+def clamp_message_expiry(interval: int | None, limits: Limits) -> int | None:
+    """AWS clamps a retained message's expiry interval to 1..604800 s."""
+    if interval is None:
+        return None
+    return min(max(interval, 1), limits.message_expiry_max_seconds)
+
+
+def _not_expired(now: datetime) -> Q:
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+
+
+def _to_stored(row: RetainedMessage) -> StoredMessage:
+    return StoredMessage(
+        topic=row.topic,
+        payload=bytes(row.payload),
+        qos=row.qos,
+        properties=MessageProperties(
+            content_type=row.content_type,
+            payload_format_indicator=row.payload_format_indicator,
+            response_topic=row.response_topic,
+            correlation_data=bytes(row.correlation_data)
+            if row.correlation_data is not None
+            else None,
+            user_properties=tuple((str(k), str(v)) for k, v in row.user_properties),
+            message_expiry_interval=row.message_expiry_interval,
+        ),
+        last_modified_ms=row.last_modified_ms,
+        last_accessed_at=row.last_accessed_at,
+        expires_at=row.expires_at,
+        set_by=Actor(kind=SetByKind(row.set_by_kind), name=row.set_by),
+    )
+
+
+def validate_topic(topic: str, *, limits: Limits, for_retain: bool = False) -> None:
+    """A topic name as this server accepts it (MQTT rules plus the AWS limits in `limits`)."""
+    validate_topic_name(topic, limits=topic_limits(limits), for_retain=for_retain)
+
+
+def validate_retained_publish(topic: str, payload: bytes, *, qos: int, limits: Limits) -> None:
+    """Everything a retained publish must satisfy before anything is written."""
+    validate_topic_name(topic, limits=topic_limits(limits), for_retain=True)
+    if qos not in (0, 1):
+        raise InvalidQosError(f"qos must be 0 or 1, got {qos}")
+    if len(payload) > limits.max_payload_bytes:
+        raise PayloadTooLargeError(
+            f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes} bytes"
+        )
+
+
+def _bump_counter(delta: int) -> None:
+    Counter.objects.filter(name=RETAINED_COUNTER).update(value=F("value") + delta)
+
+
+def _counter_value_for_update() -> int:
+    counter, _ = Counter.objects.select_for_update().get_or_create(name=RETAINED_COUNTER)
+    return counter.value
+
+
+def set_retained(
+    topic: str,
+    payload: bytes,
+    *,
+    qos: int,
+    actor: Actor,
+    properties: MessageProperties = NO_PROPERTIES,
+    now: datetime | None = None,
+) -> StoredMessage | None:
+    """Store (or replace) the retained message of `topic`; an empty payload clears it.
+
+    Returns the stored message, or None when the publish cleared the topic.
+    Raises InvalidTopicError, InvalidQosError, PayloadTooLargeError, RetainedQuotaExceededError.
+    """
+    limits = _limits()
+    validate_retained_publish(topic, payload, qos=qos, limits=limits)
+    if not payload:
+        clear_retained(topic, actor=actor)
+        return None
+    now = now or timezone.now()
+    expiry_interval = clamp_message_expiry(properties.message_expiry_interval, limits)
+    properties = MessageProperties(
+        content_type=properties.content_type,
+        payload_format_indicator=properties.payload_format_indicator,
+        response_topic=properties.response_topic,
+        correlation_data=properties.correlation_data,
+        user_properties=properties.user_properties,
+        message_expiry_interval=expiry_interval,
+    )
+    values = {
+        "payload": payload,
+        "payload_size": len(payload),
+        "qos": qos,
+        "content_type": properties.content_type,
+        "payload_format_indicator": properties.payload_format_indicator,
+        "response_topic": properties.response_topic,
+        "correlation_data": properties.correlation_data,
+        "user_properties": [list(pair) for pair in properties.user_properties],
+        "message_expiry_interval": expiry_interval,
+        "expires_at": now + timedelta(seconds=expiry_interval) if expiry_interval else None,
+        "last_modified_ms": _now_ms(now),
+        "last_accessed_at": now,
+        "set_by_kind": actor.kind.value,
+        "set_by": actor.name,
+    }
+    with transaction.atomic():
+        replaced = RetainedMessage.objects.filter(topic=topic).update(**values)
+        if not replaced:
+            # AWS: a new topic beyond the count quota is throttled; replacements still work.
+            if _counter_value_for_update() >= limits.max_retained_messages:
+                raise RetainedQuotaExceededError(
+                    f"the account already holds {limits.max_retained_messages} retained "
+                    "messages; delete some or raise RETAINED_MAX_RETAINED_MESSAGES"
+                )
+            RetainedMessage.objects.create(topic=topic, **values)
+            _bump_counter(+1)
+        event = events.RetainedChanged(
+            topic=topic,
+            change="set",
+            qos=qos,
+            payload_size=len(payload),
+            last_modified_ms=values["last_modified_ms"],  # type: ignore[arg-type]
+        )
+        transaction.on_commit(partial(events.emit, event))
+    return StoredMessage(
+        topic=topic,
+        payload=payload,
+        qos=qos,
+        properties=properties,
+        last_modified_ms=values["last_modified_ms"],  # type: ignore[arg-type]
+        last_accessed_at=now,
+        expires_at=values["expires_at"],  # type: ignore[arg-type]
+        set_by=actor,
+    )
+
+
+def clear_retained(topic: str, *, actor: Actor) -> bool:
+    """Delete the retained message of `topic`; True when there was one."""
+    validate_topic_name(topic, limits=topic_limits(_limits()), for_retain=True)
+    with transaction.atomic():
+        deleted, _ = RetainedMessage.objects.filter(topic=topic).delete()
+        if deleted:
+            _bump_counter(-deleted)
+            event = events.RetainedChanged(topic=topic, change="cleared")
+            transaction.on_commit(partial(events.emit, event))
+    return bool(deleted)
+
+
+def get_retained(
+    topic: str, *, touch: bool = True, now: datetime | None = None
+) -> StoredMessage | None:
+    """The live (not expired) retained message of `topic`, or None.
+
+    touch=True counts the read as an access for the retention clock.
+    """
+    now = now or timezone.now()
+    row = RetainedMessage.objects.filter(_not_expired(now), topic=topic).first()
+    if row is None:
+        return None
+    if touch and row.last_accessed_at < now - ACCESS_CLOCK_RESOLUTION:
+        RetainedMessage.objects.filter(pk=row.pk).update(last_accessed_at=now)
+        row.last_accessed_at = now
+    return _to_stored(row)
+
+
+def list_page(
+    *, max_results: int, next_token: str | None = None, now: datetime | None = None
+) -> Page:
+    """One page of topics in topic order (keyset pagination), with the token for the next."""
+    limits = _limits()
+    if not 1 <= max_results <= limits.list_max_results:
+        raise InvalidMaxResultsError(
+            f"maxResults must be between 1 and {limits.list_max_results}, got {max_results}"
+        )
+    now = now or timezone.now()
+    rows = RetainedMessage.objects.filter(_not_expired(now))
+    if next_token:
+        after = decode_page_token(next_token, key=_page_token_key())
+        rows = rows.filter(topic__gt=after)
+    fetched = list(
+        rows.order_by("topic").values_list("topic", "payload_size", "qos", "last_modified_ms")[
+            : max_results + 1
+        ]
+    )
+    items = [TopicSummary(*values) for values in fetched[:max_results]]
+    token = None
+    if len(fetched) > max_results:
+        token = encode_page_token(items[-1].topic, key=_page_token_key())
+    return Page(items=items, next_token=token)
+
+
+def count_retained() -> int:
+    """The maintained number of stored retained messages (expired but unswept included)."""
+    counter = Counter.objects.filter(name=RETAINED_COUNTER).first()
+    return counter.value if counter else 0

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.support.server import ServerProcess, make_server
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+
+
+def create_credentials(server: ServerProcess, username: str = "tester") -> Credentials:
+    result = server.manage("create_access_key", username, "--create-user")
+    lines = result.stdout.strip().splitlines()
+    access_key_id, secret = lines[-1].split()
+    return Credentials(access_key_id, secret)
+
+
+def iot_data_client(server: ServerProcess, credentials: Credentials, **kwargs: Any) -> Any:
+    return boto3.client(
+        "iot-data",
+        endpoint_url=server.base_url,
+        region_name=kwargs.pop("region_name", "us-east-1"),
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        config=kwargs.pop("config", Config(retries={"max_attempts": 1, "mode": "standard"})),
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real `manage.py serve` process shared by the interface tests."""
+    process = make_server(tmp_path_factory.mktemp("server"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start extra servers with their own settings (env overrides); all stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        process = make_server(Path(tmp_path_factory.mktemp("server-extra")), **env)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def credentials(server: ServerProcess) -> Credentials:
+    return create_credentials(server)
+
+
+@pytest.fixture
+def iot(server: ServerProcess, credentials: Credentials) -> Any:
+    return iot_data_client(server, credentials)
