@@ -416,6 +416,7 @@ def test_deactivated_key_is_unauthorized(server: ServerProcess) -> None:
     client.list_retained_messages()
     server.manage(
         "shell",
+        "--no-imports",
         "-c",
         "from retained.models import AccessKey; "
         f"AccessKey.objects.filter(access_key_id={credentials.access_key_id!r}).update(is_active=False)",

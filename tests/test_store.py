@@ -1,0 +1,201 @@
+"""retained/store.py against a real (test) database."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from retained import events, store
+from retained.models import RetainedMessage, SetByKind
+
+pytestmark = pytest.mark.django_db
+
+ACTOR = store.Actor(kind=SetByKind.MQTT, name="device-1")
+
+
+def limits(**changes: int) -> object:
+    return override_settings(
+        RETAINED_LIMITS=dataclasses.replace(settings.RETAINED_LIMITS, **changes)
+    )
+
+
+def test_set_then_get_keeps_everything() -> None:
+    properties = store.MessageProperties(
+        content_type="application/json",
+        payload_format_indicator=1,
+        response_topic="reply/here",
+        correlation_data=b"\x01\x02",
+        user_properties=(("a", "1"), ("b", "2"), ("a", "3")),
+        message_expiry_interval=60,
+    )
+    store.set_retained("a/b", b'{"x":1}', qos=1, actor=ACTOR, properties=properties)
+
+    message = store.get_retained("a/b")
+
+    assert message is not None
+    assert (message.topic, message.payload, message.qos) == ("a/b", b'{"x":1}', 1)
+    assert message.properties == properties
+    assert message.set_by == ACTOR
+    assert message.expires_at is not None
+    assert 58 <= (message.remaining_expiry_seconds(timezone.now()) or 0) <= 60
+
+
+def test_replace_keeps_one_row_and_the_count() -> None:
+    store.set_retained("t", b"1", qos=0, actor=ACTOR)
+    store.set_retained("t", b"2", qos=1, actor=ACTOR)
+    assert RetainedMessage.objects.count() == 1
+    assert store.count_retained() == 1
+    message = store.get_retained("t")
+    assert message is not None and message.payload == b"2"
+
+
+def test_empty_payload_clears_and_decrements() -> None:
+    store.set_retained("t", b"1", qos=0, actor=ACTOR)
+    assert store.set_retained("t", b"", qos=0, actor=ACTOR) is None
+    assert store.get_retained("t") is None
+    assert store.count_retained() == 0
+    assert store.clear_retained("t", actor=ACTOR) is False
+
+
+def test_quota_refuses_new_topics_only() -> None:
+    with limits(max_retained_messages=2):
+        store.set_retained("a", b"1", qos=0, actor=ACTOR)
+        store.set_retained("b", b"1", qos=0, actor=ACTOR)
+        with pytest.raises(store.RetainedQuotaExceededError):
+            store.set_retained("c", b"1", qos=0, actor=ACTOR)
+        store.set_retained("a", b"replaced", qos=0, actor=ACTOR)
+        store.clear_retained("b", actor=ACTOR)
+        store.set_retained("c", b"fits now", qos=0, actor=ACTOR)
+    assert sorted(RetainedMessage.objects.values_list("topic", flat=True)) == ["a", "c"]
+    assert store.count_retained() == 2
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "qos", "error"),
+    [
+        ("a/+", b"x", 0, store.InvalidTopicError),
+        ("a/#", b"x", 0, store.InvalidTopicError),
+        ("", b"x", 0, store.InvalidTopicError),
+        ("$aws/things/t/shadow", b"x", 0, store.InvalidTopicError),
+        ("t" * 257, b"x", 0, store.InvalidTopicError),
+        ("/".join("abcdefghi"), b"x", 0, store.InvalidTopicError),
+        ("nul\x00", b"x", 0, store.InvalidTopicError),
+        ("ok", b"x", 2, store.InvalidQosError),
+        ("ok", b"x", -1, store.InvalidQosError),
+        ("ok", b"x" * (128 * 1024 + 1), 0, store.PayloadTooLargeError),
+    ],
+    ids=["plus", "hash", "empty", "aws", "257", "8-slashes", "nul", "qos2", "qos-1", "128k+1"],
+)
+def test_refusals_store_nothing(
+    topic: str, payload: bytes, qos: int, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        store.set_retained(topic, payload, qos=qos, actor=ACTOR)
+    assert RetainedMessage.objects.count() == 0
+    assert store.count_retained() == 0
+
+
+def test_payload_of_exactly_128k_is_accepted() -> None:
+    store.set_retained("big", b"x" * 128 * 1024, qos=0, actor=ACTOR)
+    assert store.count_retained() == 1
+
+
+@pytest.mark.parametrize(
+    ("requested", "stored"), [(0, 1), (1, 1), (3600, 3600), (604_800, 604_800), (10**9, 604_800)]
+)
+def test_message_expiry_is_clamped_like_aws(requested: int, stored: int) -> None:
+    properties = store.MessageProperties(message_expiry_interval=requested)
+    message = store.set_retained("e", b"x", qos=0, actor=ACTOR, properties=properties)
+    assert message is not None
+    assert message.properties.message_expiry_interval == stored
+
+
+def test_expired_messages_are_neither_got_nor_listed() -> None:
+    past = timezone.now() - timedelta(seconds=30)
+    properties = store.MessageProperties(message_expiry_interval=10)
+    store.set_retained("old", b"x", qos=0, actor=ACTOR, properties=properties, now=past)
+    store.set_retained("new", b"x", qos=0, actor=ACTOR)
+    assert store.get_retained("old") is None
+    assert [item.topic for item in store.list_page(max_results=10).items] == ["new"]
+
+
+def test_list_pages_in_byte_order_with_tokens() -> None:
+    topics = ["b", "a/z", "a", "\u00e9", "Z", "a/b", "$sys", " space"]
+    for topic in topics:
+        store.set_retained(topic, topic.encode(), qos=0, actor=ACTOR)
+    seen: list[str] = []
+    token = None
+    sizes = []
+    while True:
+        page = store.list_page(max_results=3, next_token=token)
+        sizes.append(len(page.items))
+        seen.extend(item.topic for item in page.items)
+        token = page.next_token
+        if token is None:
+            break
+    assert seen == sorted(topics, key=lambda t: t.encode())
+    assert sizes == [3, 3, 2]
+
+
+def test_last_page_that_is_exactly_full_has_no_token() -> None:
+    for topic in ("a", "b"):
+        store.set_retained(topic, b"x", qos=0, actor=ACTOR)
+    assert store.list_page(max_results=2).next_token is None
+
+
+@pytest.mark.parametrize("max_results", [0, -1, 201])
+def test_max_results_out_of_range(max_results: int) -> None:
+    with pytest.raises(store.InvalidMaxResultsError):
+        store.list_page(max_results=max_results)
+
+
+def test_tampered_token_is_refused() -> None:
+    for topic in ("a", "b", "c"):
+        store.set_retained(topic, b"x", qos=0, actor=ACTOR)
+    token = store.list_page(max_results=1).next_token
+    assert token is not None
+    body, mac = token.split(".")
+    with pytest.raises(store.InvalidPageTokenError):
+        store.list_page(max_results=1, next_token=body + "." + mac[::-1])
+
+
+def test_events_are_emitted_after_commit_only(django_capture_on_commit_callbacks: object) -> None:
+    received: list[events.RetainedChanged] = []
+    unsubscribe = events.subscribe(received.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+            store.set_retained("ev", b"x", qos=1, actor=ACTOR)
+            assert received == []
+        with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+            store.clear_retained("ev", actor=ACTOR)
+        with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+            try:
+                with transaction.atomic():
+                    store.set_retained("rolled-back", b"x", qos=0, actor=ACTOR)
+                    raise RuntimeError("abort")
+            except RuntimeError:
+                pass
+    finally:
+        unsubscribe()
+    assert [(e.topic, e.change) for e in received] == [("ev", "set"), ("ev", "cleared")]
+    assert received[0].as_message()["type"] == "retained.changed"
+    assert store.get_retained("rolled-back") is None
+
+
+def test_get_moves_the_access_clock_at_most_hourly() -> None:
+    long_ago = timezone.now() - timedelta(days=30)
+    store.set_retained("clock", b"x", qos=0, actor=ACTOR, now=long_ago)
+    first = store.get_retained("clock")
+    assert first is not None and first.last_accessed_at > long_ago
+    stored = RetainedMessage.objects.get(topic="clock").last_accessed_at
+    store.get_retained("clock", now=stored + timedelta(minutes=5))
+    assert RetainedMessage.objects.get(topic="clock").last_accessed_at == stored
+    peek = store.get_retained("clock", touch=False, now=stored + timedelta(hours=5))
+    assert peek is not None
+    assert RetainedMessage.objects.get(topic="clock").last_accessed_at == stored
