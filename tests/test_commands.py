@@ -55,7 +55,8 @@ def test_create_access_key_prints_one_line(server: ServerProcess) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     access_key_id, secret = lines[0].split(" ")
-    assert access_key_id.startswith("AKIR") and len(access_key_id) == 20
+    assert access_key_id.startswith("AKIR")
+    assert len(access_key_id) == 20
     assert len(secret) == 40
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 ACTOR = store.Actor(kind=SetByKind.MQTT, name="device-1")
 
 
-def limits(**changes: int) -> object:
+def limits(**changes: int) -> override_settings:
     return override_settings(
         RETAINED_LIMITS=dataclasses.replace(settings.RETAINED_LIMITS, **changes)
     )
@@ -52,7 +52,8 @@ def test_replace_keeps_one_row_and_the_count() -> None:
     assert RetainedMessage.objects.count() == 1
     assert store.count_retained() == 1
     message = store.get_retained("t")
-    assert message is not None and message.payload == b"2"
+    assert message is not None
+    assert message.payload == b"2"
 
 
 def test_empty_payload_clears_and_decrements() -> None:
@@ -192,7 +193,8 @@ def test_get_moves_the_access_clock_at_most_hourly() -> None:
     long_ago = timezone.now() - timedelta(days=30)
     store.set_retained("clock", b"x", qos=0, actor=ACTOR, now=long_ago)
     first = store.get_retained("clock")
-    assert first is not None and first.last_accessed_at > long_ago
+    assert first is not None
+    assert first.last_accessed_at > long_ago
     stored = RetainedMessage.objects.get(topic="clock").last_accessed_at
     store.get_retained("clock", now=stored + timedelta(minutes=5))
     assert RetainedMessage.objects.get(topic="clock").last_accessed_at == stored
