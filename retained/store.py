@@ -6,10 +6,12 @@ enforce the quotas, keep the maintained count, and emit a RetainedChanged event 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -30,6 +32,7 @@ __all__ = [
     "Page",
     "PayloadTooLargeError",
     "RetainedQuotaExceededError",
+    "RetainedWrite",
     "StoreError",
     "StoredMessage",
     "TopicSummary",
@@ -38,6 +41,7 @@ __all__ = [
     "get_retained",
     "list_page",
     "set_retained",
+    "set_retained_many",
 ]
 
 RETAINED_COUNTER = "retained_messages"
@@ -199,6 +203,74 @@ def _counter_value_for_update() -> int:
     return counter.value
 
 
+@dataclass(frozen=True, slots=True)
+class RetainedWrite:
+    """One retained publish in a batch (see set_retained_many)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    actor: Actor
+    properties: MessageProperties = NO_PROPERTIES
+
+
+def _row_values(write: RetainedWrite, *, now: datetime, limits: Limits) -> dict[str, Any]:
+    expiry_interval = clamp_message_expiry(write.properties.message_expiry_interval, limits)
+    properties = write.properties
+    return {
+        "payload": write.payload,
+        "payload_size": len(write.payload),
+        "qos": write.qos,
+        "content_type": properties.content_type,
+        "payload_format_indicator": properties.payload_format_indicator,
+        "response_topic": properties.response_topic,
+        "correlation_data": properties.correlation_data,
+        "user_properties": [list(pair) for pair in properties.user_properties],
+        "message_expiry_interval": expiry_interval,
+        "expires_at": now + timedelta(seconds=expiry_interval) if expiry_interval else None,
+        "last_modified_ms": _now_ms(now),
+        "last_accessed_at": now,
+        "set_by_kind": write.actor.kind.value,
+        "set_by": write.actor.name,
+    }
+
+
+def _stored_from_values(write: RetainedWrite, values: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        topic=write.topic,
+        payload=write.payload,
+        qos=write.qos,
+        properties=dataclasses.replace(
+            write.properties, message_expiry_interval=values["message_expiry_interval"]
+        ),
+        last_modified_ms=values["last_modified_ms"],
+        last_accessed_at=values["last_accessed_at"],
+        expires_at=values["expires_at"],
+        set_by=write.actor,
+    )
+
+
+def _quota_error(limits: Limits) -> RetainedQuotaExceededError:
+    return RetainedQuotaExceededError(
+        f"the account already holds {limits.max_retained_messages} retained "
+        "messages; delete some or raise RETAINED_MAX_RETAINED_MESSAGES"
+    )
+
+
+def _emit_after_commit(event: events.RetainedChanged) -> None:
+    transaction.on_commit(partial(events.emit, event))
+
+
+def _set_event(topic: str, values: dict[str, Any]) -> events.RetainedChanged:
+    return events.RetainedChanged(
+        topic=topic,
+        change="set",
+        qos=values["qos"],
+        payload_size=values["payload_size"],
+        last_modified_ms=values["last_modified_ms"],
+    )
+
+
 def set_retained(
     topic: str,
     payload: bytes,
@@ -218,61 +290,75 @@ def set_retained(
     if not payload:
         clear_retained(topic, actor=actor)
         return None
-    now = now or timezone.now()
-    expiry_interval = clamp_message_expiry(properties.message_expiry_interval, limits)
-    properties = MessageProperties(
-        content_type=properties.content_type,
-        payload_format_indicator=properties.payload_format_indicator,
-        response_topic=properties.response_topic,
-        correlation_data=properties.correlation_data,
-        user_properties=properties.user_properties,
-        message_expiry_interval=expiry_interval,
-    )
-    values = {
-        "payload": payload,
-        "payload_size": len(payload),
-        "qos": qos,
-        "content_type": properties.content_type,
-        "payload_format_indicator": properties.payload_format_indicator,
-        "response_topic": properties.response_topic,
-        "correlation_data": properties.correlation_data,
-        "user_properties": [list(pair) for pair in properties.user_properties],
-        "message_expiry_interval": expiry_interval,
-        "expires_at": now + timedelta(seconds=expiry_interval) if expiry_interval else None,
-        "last_modified_ms": _now_ms(now),
-        "last_accessed_at": now,
-        "set_by_kind": actor.kind.value,
-        "set_by": actor.name,
-    }
+    write = RetainedWrite(topic=topic, payload=payload, qos=qos, actor=actor, properties=properties)
+    values = _row_values(write, now=now or timezone.now(), limits=limits)
     with transaction.atomic():
         replaced = RetainedMessage.objects.filter(topic=topic).update(**values)
         if not replaced:
             # AWS: a new topic beyond the count quota is throttled; replacements still work.
             if _counter_value_for_update() >= limits.max_retained_messages:
-                raise RetainedQuotaExceededError(
-                    f"the account already holds {limits.max_retained_messages} retained "
-                    "messages; delete some or raise RETAINED_MAX_RETAINED_MESSAGES"
-                )
+                raise _quota_error(limits)
             RetainedMessage.objects.create(topic=topic, **values)
             _bump_counter(+1)
-        event = events.RetainedChanged(
-            topic=topic,
-            change="set",
-            qos=qos,
-            payload_size=len(payload),
-            last_modified_ms=values["last_modified_ms"],  # type: ignore[arg-type]
+        _emit_after_commit(_set_event(topic, values))
+    return _stored_from_values(write, values)
+
+
+def set_retained_many(
+    writes: list[RetainedWrite], *, now: datetime | None = None
+) -> list[StoredMessage | Exception | None]:
+    """Apply a batch of retained publishes in ONE transaction (group commit).
+
+    Each write is validated on its own: a refused write gets its StoreError in the result
+    list and does not affect the others. Later writes to the same topic win, as if applied
+    in order. Returns, per write, the stored message, None (cleared) or the error.
+    """
+    limits = _limits()
+    now = now or timezone.now()
+    results: list[StoredMessage | Exception | None] = []
+    final: dict[str, tuple[RetainedWrite, dict[str, Any] | None]] = {}
+    for write in writes:
+        try:
+            validate_retained_publish(write.topic, write.payload, qos=write.qos, limits=limits)
+        except (StoreError, InvalidTopicError) as error:
+            results.append(error)
+            continue
+        values = _row_values(write, now=now, limits=limits) if write.payload else None
+        final[write.topic] = (write, values)
+        results.append(_stored_from_values(write, values) if values else None)
+    if not final:
+        return results
+    with transaction.atomic():
+        count = _counter_value_for_update()
+        existing = set(
+            RetainedMessage.objects.filter(topic__in=list(final)).values_list("topic", flat=True)
         )
-        transaction.on_commit(partial(events.emit, event))
-    return StoredMessage(
-        topic=topic,
-        payload=payload,
-        qos=qos,
-        properties=properties,
-        last_modified_ms=values["last_modified_ms"],  # type: ignore[arg-type]
-        last_accessed_at=now,
-        expires_at=values["expires_at"],  # type: ignore[arg-type]
-        set_by=actor,
-    )
+        to_create: list[RetainedMessage] = []
+        deleted_topics = [t for t, (_, values) in final.items() if values is None and t in existing]
+        if deleted_topics:
+            RetainedMessage.objects.filter(topic__in=deleted_topics).delete()
+            for topic in deleted_topics:
+                _emit_after_commit(events.RetainedChanged(topic=topic, change="cleared"))
+        count -= len(deleted_topics)
+        for topic, (_, values) in final.items():
+            if values is None:
+                continue
+            if topic in existing:
+                RetainedMessage.objects.filter(topic=topic).update(**values)
+            elif count + len(to_create) >= limits.max_retained_messages:
+                results = [
+                    _quota_error(limits)
+                    if isinstance(result, StoredMessage) and result.topic == topic
+                    else result
+                    for result in results
+                ]
+                continue
+            else:
+                to_create.append(RetainedMessage(topic=topic, **values))
+            _emit_after_commit(_set_event(topic, values))
+        RetainedMessage.objects.bulk_create(to_create, batch_size=500)
+        _bump_counter(len(to_create) - len(deleted_topics))
+    return results
 
 
 def clear_retained(topic: str, *, actor: Actor) -> bool:
@@ -282,8 +368,7 @@ def clear_retained(topic: str, *, actor: Actor) -> bool:
         deleted, _ = RetainedMessage.objects.filter(topic=topic).delete()
         if deleted:
             _bump_counter(-deleted)
-            event = events.RetainedChanged(topic=topic, change="cleared")
-            transaction.on_commit(partial(events.emit, event))
+            _emit_after_commit(events.RetainedChanged(topic=topic, change="cleared"))
     return bool(deleted)
 
 

@@ -201,3 +201,38 @@ def test_get_moves_the_access_clock_at_most_hourly() -> None:
     peek = store.get_retained("clock", touch=False, now=stored + timedelta(hours=5))
     assert peek is not None
     assert RetainedMessage.objects.get(topic="clock").last_accessed_at == stored
+
+
+def test_batch_applies_in_one_transaction_with_per_write_errors() -> None:
+    store.set_retained("existing", b"old", qos=0, actor=ACTOR)
+    store.set_retained("doomed", b"old", qos=0, actor=ACTOR)
+    writes = [
+        store.RetainedWrite("existing", b"new", 1, ACTOR),
+        store.RetainedWrite("fresh", b"1", 0, ACTOR),
+        store.RetainedWrite("bad/+", b"x", 0, ACTOR),
+        store.RetainedWrite("fresh", b"2", 1, ACTOR),
+        store.RetainedWrite("doomed", b"", 0, ACTOR),
+    ]
+
+    results = store.set_retained_many(writes)
+
+    assert isinstance(results[2], store.InvalidTopicError)
+    assert results[4] is None
+    assert sorted(RetainedMessage.objects.values_list("topic", "payload")) == [
+        ("existing", b"new"),
+        ("fresh", b"2"),
+    ]
+    assert store.count_retained() == 2
+
+
+def test_batch_respects_the_quota() -> None:
+    with limits(max_retained_messages=2):
+        store.set_retained("a", b"x", qos=0, actor=ACTOR)
+        results = store.set_retained_many(
+            [store.RetainedWrite(t, b"x", 0, ACTOR) for t in ("b", "c", "a")]
+        )
+    assert isinstance(results[0], store.StoredMessage)
+    assert isinstance(results[1], store.RetainedQuotaExceededError)
+    assert isinstance(results[2], store.StoredMessage)
+    assert sorted(RetainedMessage.objects.values_list("topic", flat=True)) == ["a", "b"]
+    assert store.count_retained() == 2
