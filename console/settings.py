@@ -142,3 +142,6 @@ RETAINED_ACCOUNT_ID = env_str("RETAINED_ACCOUNT_ID", "123456789012")
 # Regions a SigV4 credential scope may name; "*" accepts any (clients pick a region by config).
 RETAINED_ALLOWED_REGIONS = env_str("RETAINED_ALLOWED_REGIONS", "*")
 RETAINED_WILDCARD_DELIVERY = env_bool("RETAINED_WILDCARD_DELIVERY", False)
+# "true" / "false"; unset: anonymous MQTT clients only while the listener is on loopback.
+RETAINED_ALLOW_ANONYMOUS = env_str("RETAINED_ALLOW_ANONYMOUS", "").strip().lower()
+RETAINED_SWEEP_INTERVAL_SECONDS = float(env_str("RETAINED_SWEEP_INTERVAL_SECONDS", "60"))

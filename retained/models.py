@@ -75,3 +75,56 @@ class AccessKey(models.Model):
 
     def __str__(self) -> str:
         return self.access_key_id
+
+
+class MqttSession(models.Model):
+    """A persistent MQTT session (clean session 0 / session expiry > 0): survives restarts."""
+
+    client_id = models.TextField(unique=True)
+    protocol_level = models.PositiveSmallIntegerField()
+    expiry_interval = models.PositiveIntegerField()
+    # None while a connection holds the session; the expiry clock runs from here.
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    principal = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.client_id
+
+
+class MqttSubscription(models.Model):
+    session = models.ForeignKey(MqttSession, on_delete=models.CASCADE, related_name="subscriptions")
+    topic_filter = models.TextField()
+    qos = models.PositiveSmallIntegerField()
+    no_local = models.BooleanField(default=False)
+    retain_as_published = models.BooleanField(default=False)
+    retain_handling = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "topic_filter"], name="unique_session_filter"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.topic_filter
+
+
+class MqttQueuedMessage(models.Model):
+    """A QoS 1 message waiting for a persistent session's client (deleted on PUBACK)."""
+
+    session = models.ForeignKey(MqttSession, on_delete=models.CASCADE, related_name="queue")
+    topic = models.TextField()
+    payload = models.BinaryField()
+    qos = models.PositiveSmallIntegerField()
+    retain = models.BooleanField(default=False)
+    properties = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}:{self.topic}"

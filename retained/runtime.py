@@ -1,11 +1,15 @@
-"""What is running in this process (set by the serve command, read by /healthz)."""
+"""What is running in this process (set by serve/runbroker, read by /healthz and services)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 _lock = threading.Lock()
-_broker_status = "disabled"  # "disabled" until a broker starts here; then "starting" / "ok"
+_broker_status = "disabled"  # "disabled" when no broker runs here; "starting" / "ok" / "stopped"
+_broker: Any = None
+_loop: asyncio.AbstractEventLoop | None = None
 
 
 def set_broker_status(status: str) -> None:
@@ -17,3 +21,14 @@ def set_broker_status(status: str) -> None:
 def broker_status() -> str:
     with _lock:
         return _broker_status
+
+
+def set_broker(broker: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    global _broker, _loop
+    with _lock:
+        _broker, _loop = broker, loop
+
+
+def broker_and_loop() -> tuple[Any, asyncio.AbstractEventLoop | None]:
+    with _lock:
+        return _broker, _loop

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -22,7 +23,7 @@ from retained import events
 from retained.conf import Limits
 from retained.models import Counter, RetainedMessage, SetByKind
 from retained.page_tokens import InvalidPageTokenError, decode_page_token, encode_page_token
-from retained.topics import InvalidTopicError, TopicLimits, validate_topic_name
+from retained.topics import InvalidTopicError, TopicLimits, topic_matches, validate_topic_name
 
 __all__ = [
     "Actor",
@@ -413,6 +414,70 @@ def list_page(
     if len(fetched) > max_results:
         token = encode_page_token(items[-1].topic, key=_page_token_key())
     return Page(items=items, next_token=token)
+
+
+def _literal_prefix(topic_filter: str) -> str:
+    """The part of a filter before its first wildcard level (what a prefix scan can use)."""
+    levels: list[str] = []
+    for level in topic_filter.split("/"):
+        if level == "#":  # "a/#" also matches "a" itself
+            return "/".join(levels)
+        if level == "+":
+            return "/".join(levels) + ("/" if levels else "")
+        levels.append(level)
+    return topic_filter
+
+
+def iter_retained_matching(
+    topic_filter: str, *, chunk_size: int = 2000, now: datetime | None = None
+) -> Iterator[list[StoredMessage]]:
+    """Live retained messages whose topic matches `topic_filter`, in chunks, topic order."""
+    now = now or timezone.now()
+    prefix = _literal_prefix(topic_filter)
+    rows = RetainedMessage.objects.filter(_not_expired(now))
+    if prefix:
+        rows = rows.filter(topic__startswith=prefix)
+    chunk: list[StoredMessage] = []
+    for row in rows.order_by("topic").iterator(chunk_size=chunk_size):
+        if topic_matches(topic_filter, row.topic):
+            chunk.append(_to_stored(row))
+            if len(chunk) >= chunk_size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def touch_retained(topics: list[str], *, now: datetime | None = None) -> int:
+    """Move the last-accessed clock of `topics` (deliveries count as accesses)."""
+    now = now or timezone.now()
+    touched = 0
+    for first in range(0, len(topics), 500):
+        touched += RetainedMessage.objects.filter(
+            topic__in=topics[first : first + 500],
+            last_accessed_at__lt=now - ACCESS_CLOCK_RESOLUTION,
+        ).update(last_accessed_at=now)
+    return touched
+
+
+def sweep_retained(*, now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Delete up to `batch_size` retained messages that expired (MQTT 5 message expiry) or
+    were neither updated nor accessed for RETAINED_RETENTION_DAYS. Returns how many."""
+    limits = _limits()
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=limits.retention_days)
+    stale = Q(expires_at__lte=now) | Q(
+        last_modified_ms__lt=_now_ms(cutoff), last_accessed_at__lt=cutoff
+    )
+    with transaction.atomic():
+        doomed = list(RetainedMessage.objects.filter(stale).values_list("id", "topic")[:batch_size])
+        if not doomed:
+            return 0
+        deleted, _ = RetainedMessage.objects.filter(id__in=[pk for pk, _ in doomed]).delete()
+        _bump_counter(-deleted)
+        for _, topic in doomed:
+            _emit_after_commit(events.RetainedChanged(topic=topic, change="expired"))
+    return deleted
 
 
 def count_retained() -> int:

@@ -1,13 +1,15 @@
-"""`python manage.py serve`: everything in one process.
+"""`python manage.py serve`: everything in one process, on one asyncio loop.
 
-daphne serves the console, the data-plane API and WebSockets; the MQTT broker joins the same
-event loop once it exists. Migrations run first (idempotent) and an admin account is created
-on first start.
+daphne serves the console, the data-plane API and WebSockets; the MQTT broker listens on
+the same loop (daphne runs Twisted on asyncio). Migrations run first (idempotent) and an
+admin account is created on first start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -29,10 +31,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-migrate", action="store_true", help="do not apply migrations first"
         )
+        parser.add_argument(
+            "--no-broker", action="store_true", help="serve HTTP only (no MQTT listener)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bind: str = options["bind"]
-        http_port: int = options["http_port"]
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         credentials = ensure_admin_account(settings.DATA_DIR)
@@ -42,21 +45,49 @@ class Command(BaseCommand):
                 f"Created the admin account: username {username!r} password {password!r}\n"
                 f"(saved in {settings.DATA_DIR / CREDENTIALS_FILE}; shown only this once)"
             )
-        self._run_daphne(bind, http_port, options["mqtt_port"])
+        self._run(
+            options["bind"],
+            options["http_port"],
+            None if options["no_broker"] else options["mqtt_port"],
+        )
 
-    def _run_daphne(self, bind: str, http_port: int, mqtt_port: int) -> None:
+    def _run(self, bind: str, http_port: int, mqtt_port: int | None) -> None:
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
+        from twisted.internet import defer
+        from twisted.internet import reactor as twisted_reactor
 
         from console.asgi import application
+        from retained.broker.service import RunningBroker, start_broker
+
+        reactor: Any = twisted_reactor
+        running: list[RunningBroker] = []
+        failed: list[BaseException] = []
 
         def ready() -> None:
-            self.stdout.write(f"Console and API at http://{bind}:{http_port}/", ending="\n")
-            self.stdout.write(
-                f"MQTT broker on {bind}:{mqtt_port}: not part of this build yet", ending="\n"
-            )
+            self.stdout.write(f"Console and API at http://{bind}:{http_port}/")
             self.stdout.flush()
 
+        async def start() -> None:
+            if mqtt_port is None:
+                return
+            try:
+                running.append(await start_broker(bind=bind, mqtt_port=mqtt_port))
+            except Exception as error:
+                failed.append(error)
+                logger.error("the MQTT broker could not start: %s", error)
+                reactor.stop()
+                return
+            self.stdout.write(f"MQTT broker at mqtt://{bind}:{mqtt_port}")
+            self.stdout.flush()
+
+        def stop() -> defer.Deferred[None] | None:
+            if not running:
+                return None
+            return defer.Deferred.fromFuture(asyncio.ensure_future(running[0].stop()))
+
+        reactor.callWhenRunning(lambda: asyncio.ensure_future(start()))
+        reactor.addSystemEventTrigger("before", "shutdown", stop)
         server = Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=bind, port=http_port),
@@ -66,3 +97,5 @@ class Command(BaseCommand):
             ready_callable=ready,
         )
         server.run()
+        if failed:
+            sys.exit(1)

@@ -1,0 +1,1217 @@
+"""The MQTT broker: sessions, routing, retained messages, wills; transport-agnostic.
+
+A transport (TCP in server.py, WebSocket later) creates one `Connection` per client and
+feeds it bytes; the connection answers through the transport's `write`. Everything here
+runs on one asyncio loop; database work goes to the `DatabaseWriter` thread (group commit)
+or to a reader thread, so the loop never blocks on SQL.
+
+AWS deviations and spec rules are marked where they are coded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from retained import store
+from retained.broker import persistence
+from retained.broker.codec import MQTT_5, Decoder, ProtocolError, encode
+from retained.broker.packets import (
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    Will,
+)
+from retained.broker.properties import EMPTY_PROPERTIES, Properties
+from retained.broker.reason_codes import ReasonCode, connack_return_code_311
+from retained.broker.router import SubscriptionIndex, SubscriptionOptions
+from retained.broker.writer import DatabaseWriter
+from retained.conf import Limits
+from retained.models import SetByKind
+from retained.topics import (
+    InvalidTopicError,
+    TopicLimits,
+    is_wildcard_filter,
+    split_shared_subscription,
+    validate_topic_filter,
+    validate_topic_name,
+)
+
+logger = logging.getLogger("retained.broker")
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+MAX_PACKET_ID = 65_535
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a connection acts as: an access key, a console user, a certificate, anonymous."""
+
+    kind: str
+    name: str
+    username: str | None = None
+
+
+ANONYMOUS = Principal(kind="anonymous", name="anonymous")
+
+Authenticator = Callable[[str, bytes], Principal | None]
+"""(username, password) -> Principal, or None when the credentials are wrong. Runs in a thread."""
+
+Authorizer = Callable[[Principal, str, str, dict[str, Any]], bool]
+"""(principal, action, resource, context) -> allowed. The policy issue plugs in here."""
+
+
+def allow_everything(
+    principal: Principal, action: str, resource: str, context: dict[str, Any]
+) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    limits: Limits
+    wildcard_delivery: bool = False  # False: AWS (exact-match filters only); True: MQTT spec
+    allow_anonymous: bool = False
+    max_queued_messages: int = 10_000  # per session, offline or waiting for in-flight room
+    write_buffer_high_water: int = 1 << 20  # above this, QoS 0 to that client is dropped
+    sweep_interval_seconds: float = 60.0
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def write_buffer_size(self) -> int: ...
+
+
+@dataclass(slots=True)
+class Message:
+    """A message being routed: what subscribers receive (forwarded properties only)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: Properties = EMPTY_PROPERTIES
+    expires_at: float | None = None  # epoch seconds
+    sender: str | None = None
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A QoS 1 message owed to a session (in flight or waiting)."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: Properties
+    expires_at: float | None
+    row_id: int | None = None  # MqttQueuedMessage id while persisted
+    acked: bool = False
+
+
+def _forwarded_properties(properties: Properties) -> Properties:
+    """What travels with a message to subscribers ([MQTT-3.3.2-*]); not aliases etc."""
+    if properties is EMPTY_PROPERTIES:
+        return properties
+    return Properties(
+        payload_format_indicator=properties.payload_format_indicator,
+        content_type=properties.content_type,
+        response_topic=properties.response_topic,
+        correlation_data=properties.correlation_data,
+        user_property=properties.user_property,
+    )
+
+
+def _with_remaining_expiry(
+    properties: Properties, expires_at: float | None, now: float
+) -> Properties:
+    if expires_at is None:
+        return properties
+    # [MQTT-3.3.2-6]: forward the interval that is left.
+    return replace(properties, message_expiry_interval=max(1, int(expires_at - now)))
+
+
+class Session:
+    """State of one client id: subscriptions live in the broker's index; this holds the
+    connection, QoS 1 messages in flight and the queue behind them."""
+
+    def __init__(self, broker: Broker, client_id: str, *, protocol_level: int) -> None:
+        self.broker = broker
+        self.client_id = client_id
+        self.protocol_level = protocol_level
+        self.expiry_interval = 0
+        self.connection: Connection | None = None
+        self.inflight: dict[int, Outgoing] = {}
+        self.pending: deque[Outgoing] = deque()
+        self.send_quota = broker.config.limits.inflight_qos1_max
+        self.disconnected_at: float | None = None
+        self.will_handle: asyncio.TimerHandle | None = None
+        self.pending_will: Callable[[], None] | None = None
+        self.dropped_qos0 = 0
+        self.dropped_qos1 = 0
+        self._packet_ids = itertools.cycle(range(1, MAX_PACKET_ID + 1))
+
+    @property
+    def persistent(self) -> bool:
+        return self.expiry_interval > 0
+
+    def next_packet_id(self) -> int:
+        for _ in range(MAX_PACKET_ID):
+            packet_id = next(self._packet_ids)
+            if packet_id not in self.inflight:
+                return packet_id
+        raise RuntimeError("no free packet identifier")  # unreachable: in-flight is bounded
+
+    def deliver(
+        self, message: Message, options: SubscriptionOptions, *, retained_delivery: bool, now: float
+    ) -> None:
+        if message.expires_at is not None and message.expires_at <= now:
+            return
+        qos = min(message.qos, options.qos)
+        if retained_delivery:
+            retain_flag = True
+        else:
+            # AWS: live copies never carry RETAIN; spec mode honours Retain As Published.
+            retain_flag = (
+                message.retain
+                and options.retain_as_published
+                and self.broker.config.wildcard_delivery
+            )
+        connection = self.connection
+        if qos == 0:
+            if connection is not None:
+                connection.send_qos0(message, retain_flag, now)
+            return
+        outgoing = Outgoing(
+            topic=message.topic,
+            payload=message.payload,
+            retain=retain_flag,
+            properties=message.properties,
+            expires_at=message.expires_at,
+        )
+        if connection is None:
+            self._queue_offline(outgoing)
+        elif len(self.inflight) < self.send_quota and not self.pending:
+            connection.send_qos1(self, outgoing, dup=False, now=now)
+        else:
+            self._append_pending(outgoing)
+
+    def _append_pending(self, outgoing: Outgoing) -> bool:
+        if len(self.pending) >= self.broker.config.max_queued_messages:
+            self.dropped_qos1 += 1
+            return False
+        self.pending.append(outgoing)
+        return True
+
+    def _queue_offline(self, outgoing: Outgoing) -> None:
+        """AWS: a persistent session's QoS 1 messages wait for its client (and a restart)."""
+        if not self._append_pending(outgoing):
+            return
+        self.broker.persist_queued(self, outgoing)
+
+    def acknowledged(self, packet_id: int) -> None:
+        outgoing = self.inflight.pop(packet_id, None)
+        if outgoing is None:
+            return
+        outgoing.acked = True
+        if outgoing.row_id is not None:
+            self.broker.forget_queued(outgoing.row_id)
+        self.send_pending()
+
+    def send_pending(self) -> None:
+        connection = self.connection
+        if connection is None:
+            return
+        now = time.time()
+        while self.pending and len(self.inflight) < self.send_quota:
+            outgoing = self.pending.popleft()
+            if outgoing.expires_at is not None and outgoing.expires_at <= now:
+                if outgoing.row_id is not None:
+                    self.broker.forget_queued(outgoing.row_id)
+                continue
+            connection.send_qos1(self, outgoing, dup=False, now=now)
+
+    def resume(self, connection: Connection) -> None:
+        """A client took this session back: redeliver what is in flight, then the queue."""
+        self.connection = connection
+        self.disconnected_at = None
+        if self.will_handle is not None:
+            self.will_handle.cancel()
+            self.will_handle = None
+        now = time.time()
+        for packet_id, outgoing in list(self.inflight.items()):
+            connection.resend_qos1(packet_id, outgoing, now=now)  # [MQTT-4.4.0-1] DUP=1
+        self.send_pending()
+
+
+class Broker:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        authenticator: Authenticator,
+        authorizer: Authorizer = allow_everything,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.loop = loop or asyncio.get_event_loop()
+        self.writer = DatabaseWriter(self.loop)
+        self.index = SubscriptionIndex()
+        self.sessions: dict[str, Session] = {}
+        self.topic_limits = TopicLimits(
+            max_bytes=config.limits.max_topic_bytes, max_slashes=config.limits.max_topic_slashes
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._to_forget: list[int] = []
+        self._forget_scheduled = False
+        self._client_ids = itertools.count(1)
+        self.stats: dict[str, int] = {"published": 0, "delivered": 0}
+        self.started = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.writer.start()
+        saved = await asyncio.to_thread(_in_django_thread, persistence.load_sessions)
+        now = time.time()
+        for record in saved:
+            session = Session(self, record.client_id, protocol_level=record.protocol_level)
+            session.expiry_interval = record.expiry_interval
+            session.disconnected_at = (
+                record.disconnected_at.timestamp() if record.disconnected_at else now
+            )
+            for topic_filter, options in record.subscriptions.items():
+                self.index.add(record.client_id, topic_filter, options)
+            for queued in record.queue:
+                session.pending.append(
+                    Outgoing(
+                        topic=queued.topic,
+                        payload=queued.payload,
+                        retain=queued.retain,
+                        properties=queued.properties,
+                        expires_at=queued.expires_at.timestamp() if queued.expires_at else None,
+                        row_id=queued.row_id,
+                    )
+                )
+            self.sessions[record.client_id] = session
+        self._sweeper = self.loop.create_task(self._sweep_forever())
+        self.started = True
+        logger.info("broker started with %d persistent sessions", len(saved))
+
+    async def stop(self) -> None:
+        """Tell MQTT 5 clients, persist what persistent sessions still owe, flush writes."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for session in list(self.sessions.values()):
+            if session.connection is not None:
+                session.connection.close(ReasonCode.SERVER_SHUTTING_DOWN)
+        for task in list(self._tasks):
+            task.cancel()
+        self._flush_forgotten()
+        await asyncio.to_thread(self.writer.stop)
+
+    def spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("broker task failed", exc_info=task.exception())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+            await self.sweep_once()
+
+    async def sweep_once(self) -> None:
+        """Expired retained messages (bounded batches) and expired persistent sessions."""
+        while True:
+            future = self.writer.submit(store.sweep_retained)
+            assert future is not None
+            deleted = await future
+            if not isinstance(deleted, int) or deleted == 0:
+                break
+        now = time.time()
+        for session in list(self.sessions.values()):
+            if (
+                session.connection is None
+                and session.disconnected_at is not None
+                and session.disconnected_at + session.expiry_interval <= now
+            ):
+                self.end_session(session)
+
+    # --- sessions --------------------------------------------------------------------------
+    def assign_client_id(self) -> str:
+        return f"retained-{int(time.time() * 1000):x}-{next(self._client_ids)}"
+
+    def end_session(self, session: Session) -> None:
+        if session.will_handle is not None:  # the session ends: a delayed will fires now
+            session.will_handle.cancel()
+            session.will_handle = None
+            if session.pending_will is not None:
+                session.pending_will()
+        self.index.remove_client(session.client_id)
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        if session.persistent or session.pending:
+            client_id = session.client_id
+            self.writer.submit(lambda: persistence.delete_session(client_id), wait=False)
+
+    def persist_queued(self, session: Session, outgoing: Outgoing) -> None:
+        client_id = session.client_id
+        expires_at = (
+            datetime.fromtimestamp(outgoing.expires_at, UTC) if outgoing.expires_at else None
+        )
+
+        def enqueue() -> int | None:
+            return persistence.enqueue(
+                client_id,
+                topic=outgoing.topic,
+                payload=outgoing.payload,
+                qos=1,
+                retain=outgoing.retain,
+                properties=outgoing.properties,
+                expires_at=expires_at,
+            )
+
+        future = self.writer.submit(enqueue)
+        assert future is not None
+
+        def remember(done: asyncio.Future[Any]) -> None:
+            row_id = done.result()
+            if isinstance(row_id, int):
+                if outgoing.acked:
+                    self.forget_queued(row_id)
+                else:
+                    outgoing.row_id = row_id
+
+        future.add_done_callback(remember)
+
+    def forget_queued(self, row_id: int) -> None:
+        self._to_forget.append(row_id)
+        if not self._forget_scheduled:
+            self._forget_scheduled = True
+            self.loop.call_later(0.05, self._flush_forgotten)
+
+    def _flush_forgotten(self) -> None:
+        self._forget_scheduled = False
+        if self._to_forget:
+            row_ids, self._to_forget = self._to_forget, []
+            self.writer.submit(lambda: persistence.dequeue(row_ids), wait=False)
+
+    # --- routing ---------------------------------------------------------------------------
+    def route(self, message: Message) -> int:
+        """Deliver to every matching subscription (one copy each, as AWS does)."""
+        self.stats["published"] += 1
+        now = time.time()
+        delivered = 0
+        sessions = self.sessions
+        for match in self.index.match(message.topic, is_member_available=self._is_online):
+            session = sessions.get(match.client_id)
+            if session is None:
+                continue
+            if match.options.no_local and message.sender == match.client_id:
+                continue  # [MQTT-3.8.3-3]
+            if not self._may_receive(session, message.topic):
+                continue
+            session.deliver(message, match.options, retained_delivery=False, now=now)
+            delivered += 1
+        self.stats["delivered"] += delivered
+        return delivered
+
+    def _is_online(self, client_id: str) -> bool:
+        session = self.sessions.get(client_id)
+        return session is not None and session.connection is not None
+
+    def _may_receive(self, session: Session, topic: str) -> bool:
+        connection = session.connection
+        principal = connection.principal if connection is not None else None
+        if principal is None:
+            return True  # offline: checked again when the queued message is sent
+        return self.authorizer(
+            principal, "iot:Receive", self.topic_arn(topic), {"iot:ClientId": session.client_id}
+        )
+
+    def topic_arn(self, topic: str) -> str:
+        return f"arn:aws:iot:{self.config.region}:{self.config.account_id}:topic/{topic}"
+
+    def topicfilter_arn(self, topic_filter: str) -> str:
+        return (
+            f"arn:aws:iot:{self.config.region}:{self.config.account_id}:topicfilter/{topic_filter}"
+        )
+
+    def client_arn(self, client_id: str) -> str:
+        return f"arn:aws:iot:{self.config.region}:{self.config.account_id}:client/{client_id}"
+
+    def store_retained(self, message: Message, actor: store.Actor) -> asyncio.Future[Any]:
+        properties = message.properties
+        write = store.RetainedWrite(
+            topic=message.topic,
+            payload=message.payload,
+            qos=message.qos,
+            actor=actor,
+            properties=store.MessageProperties(
+                content_type=properties.content_type or "",
+                payload_format_indicator=properties.payload_format_indicator,
+                response_topic=properties.response_topic or "",
+                correlation_data=properties.correlation_data,
+                user_properties=properties.user_property,
+                message_expiry_interval=properties.message_expiry_interval,
+            ),
+        )
+        return self.writer.submit_retained(write)
+
+    async def publish(self, message: Message, *, actor: store.Actor) -> int:
+        """Publish from inside the server (HTTP API, console, wills): store if retained
+        (raising the store's refusal), then route. Returns the number of deliveries."""
+        if message.retain:
+            outcome = await self.store_retained(message, actor)
+            if isinstance(outcome, Exception):
+                raise outcome
+            message.expires_at = _expiry_epoch(outcome)
+        return self.route(message)
+
+    async def deliver_retained(
+        self, session: Session, topic_filter: str, options: SubscriptionOptions
+    ) -> None:
+        """Retained messages for a new subscription, sent with RETAIN set."""
+        share_group, plain_filter = split_shared_subscription(topic_filter)
+        if share_group is not None:
+            return  # shared subscriptions never get retained messages on subscribe
+        if self.config.wildcard_delivery:
+            chunks = await asyncio.to_thread(
+                _in_django_thread, lambda: list(store.iter_retained_matching(plain_filter))
+            )
+        elif is_wildcard_filter(plain_filter):
+            return  # AWS: retained delivered on exact-match subscribe only
+        else:
+            found = await asyncio.to_thread(
+                _in_django_thread, lambda: store.get_retained(plain_filter, touch=False)
+            )
+            chunks = [[found]] if found is not None else []
+        delivered: list[str] = []
+        for chunk in chunks:
+            now = time.time()
+            for stored in chunk:
+                if session.connection is None:
+                    break
+                if not self._may_receive(session, stored.topic):
+                    continue
+                message = Message(
+                    topic=stored.topic,
+                    payload=stored.payload,
+                    qos=stored.qos,
+                    retain=True,
+                    properties=properties_from_store(stored.properties),
+                    expires_at=_expiry_epoch(stored),
+                )
+                session.deliver(message, options, retained_delivery=True, now=now)
+                delivered.append(stored.topic)
+            await asyncio.sleep(0)
+        if delivered:
+            self.writer.submit(lambda: store.touch_retained(delivered), wait=False)
+
+
+def _expiry_epoch(stored: store.StoredMessage | None) -> float | None:
+    if stored is None or stored.expires_at is None:
+        return None
+    return stored.expires_at.timestamp()
+
+
+def properties_from_store(properties: store.MessageProperties) -> Properties:
+    return Properties(
+        payload_format_indicator=properties.payload_format_indicator,
+        content_type=properties.content_type or None,
+        response_topic=properties.response_topic or None,
+        correlation_data=properties.correlation_data,
+        user_property=properties.user_properties,
+        message_expiry_interval=properties.message_expiry_interval,
+    )
+
+
+def _in_django_thread(function: Callable[[], Any]) -> Any:
+    """Run ORM code in a worker thread and release its connection afterwards."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        return function()
+    finally:
+        close_old_connections()
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """A received PUBLISH waiting (in order) for its store write, then routing and PUBACK."""
+
+    publish: Publish
+    message: Message | None
+    future: asyncio.Future[Any] | None
+    refusal: int | None = None
+
+
+@dataclass(slots=True)
+class _ConnectionState:
+    keep_alive: float = CONNECT_TIMEOUT_SECONDS
+    topic_aliases: dict[int, str] = field(default_factory=dict)
+    clean_disconnect: bool = False
+    connacked: bool = False
+
+
+class Connection:
+    """One client connection, fed by a transport. The same code serves TCP and WebSocket."""
+
+    def __init__(self, broker: Broker, transport: Transport, *, peer: str) -> None:
+        self.broker = broker
+        self.transport = transport
+        self.peer = peer
+        limits = broker.config.limits
+        self.decoder = Decoder(max_packet_size=limits.max_packet_bytes)
+        self.protocol_level = 4
+        self.session: Session | None = None
+        self.principal: Principal | None = None
+        self.client_id: str | None = None
+        self.will: Will | None = None
+        self.state = _ConnectionState()
+        self.closed = False
+        self.client_max_packet = limits.max_packet_bytes * 64
+        self._pipeline: deque[_Inbound] = deque()
+
+    # --- transport side --------------------------------------------------------------------
+    def read_timeout(self) -> float:
+        """Keep-alive x 1.5 ([MQTT-3.1.2-22]); before CONNECT a short connect timeout."""
+        return self.state.keep_alive * 1.5 if self.state.connacked else CONNECT_TIMEOUT_SECONDS
+
+    async def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            packets = self.decoder.feed(data)
+        except ProtocolError as error:
+            for packet in error.packets:
+                await self._handle(packet)
+                if self.closed:
+                    return
+            self._protocol_failure(error)
+            return
+        for packet in packets:
+            await self._handle(packet)
+            if self.closed:
+                return
+
+    def keep_alive_expired(self) -> None:
+        logger.info("%s: keep-alive expired", self.client_id or self.peer)
+        self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
+
+    def connection_lost(self) -> None:
+        """The transport is gone (any reason): wills, session bookkeeping."""
+        self.closed = True
+        session = self.session
+        if session is None or session.connection is not self:
+            return
+        session.connection = None
+        session.disconnected_at = time.time()
+        if not self.state.clean_disconnect and self.will is not None:
+            self._schedule_will(session, self.will)
+        self.will = None
+        if session.persistent:
+            client_id, interval = session.client_id, session.expiry_interval
+            at = datetime.now(UTC)
+            self.broker.writer.submit(
+                lambda: persistence.mark_disconnected(client_id, at=at, expiry_interval=interval),
+                wait=False,
+            )
+        else:
+            self.broker.end_session(session)
+
+    # --- output ----------------------------------------------------------------------------
+    def send(self, packet: Packet) -> None:
+        if not self.closed:
+            self.transport.write(encode(packet, protocol_level=self.protocol_level))
+
+    def close(self, reason: ReasonCode | None = None) -> None:
+        if self.closed:
+            return
+        if reason is not None and self.protocol_level == MQTT_5 and self.state.connacked:
+            self.send(Disconnect(reason_code=reason))
+        self.closed = True
+        self.transport.close()
+
+    def _publish_packet(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        properties: Properties,
+        expires_at: float | None,
+        packet_id: int | None,
+        dup: bool,
+        now: float,
+    ) -> Publish:
+        if self.protocol_level == MQTT_5:
+            properties = _with_remaining_expiry(properties, expires_at, now)
+        else:
+            properties = EMPTY_PROPERTIES
+        return Publish(
+            topic=topic,
+            payload=payload,
+            qos=qos,
+            retain=retain,
+            dup=dup,
+            packet_id=packet_id,
+            properties=properties,
+        )
+
+    def send_qos0(self, message: Message, retain: bool, now: float) -> None:
+        session = self.session
+        if self.transport.write_buffer_size() > self.broker.config.write_buffer_high_water:
+            if session is not None:
+                session.dropped_qos0 += 1  # a slow reader must not slow the others
+            return
+        self.send(
+            self._publish_packet(
+                message.topic,
+                message.payload,
+                0,
+                retain,
+                message.properties,
+                message.expires_at,
+                None,
+                False,
+                now,
+            )
+        )
+
+    def send_qos1(self, session: Session, outgoing: Outgoing, *, dup: bool, now: float) -> None:
+        packet_id = session.next_packet_id()
+        session.inflight[packet_id] = outgoing
+        self.resend_qos1(packet_id, outgoing, now=now, dup=dup)
+
+    def resend_qos1(
+        self, packet_id: int, outgoing: Outgoing, *, now: float, dup: bool = True
+    ) -> None:
+        self.send(
+            self._publish_packet(
+                outgoing.topic,
+                outgoing.payload,
+                1,
+                outgoing.retain,
+                outgoing.properties,
+                outgoing.expires_at,
+                packet_id,
+                dup,
+                now,
+            )
+        )
+
+    # --- input -----------------------------------------------------------------------------
+    async def _handle(self, packet: Packet) -> None:
+        if isinstance(packet, Connect):
+            if self.state.connacked or self.client_id is not None:
+                self._violation(ReasonCode.PROTOCOL_ERROR, "second CONNECT")  # [MQTT-3.1.0-2]
+                return
+            await self._on_connect(packet)
+        elif not self.state.connacked:
+            self._violation(ReasonCode.PROTOCOL_ERROR, "packet before CONNECT")
+        elif isinstance(packet, Publish):
+            self._on_publish(packet)
+        elif isinstance(packet, Puback):
+            if self.session is not None:
+                self.session.acknowledged(packet.packet_id)
+        elif isinstance(packet, Subscribe):
+            self._on_subscribe(packet)
+        elif isinstance(packet, Unsubscribe):
+            self._on_unsubscribe(packet)
+        elif isinstance(packet, Pingreq):
+            self.send(Pingresp())
+        elif isinstance(packet, Disconnect):
+            self._on_disconnect(packet)
+        elif isinstance(packet, Pubrec | Pubrel | Pubcomp):
+            # QoS 2 is not supported (AWS neither): we never send QoS 2, so these are errors.
+            self._violation(ReasonCode.PROTOCOL_ERROR, "QoS 2 flow packets are not supported")
+        elif isinstance(packet, Auth):
+            self._violation(
+                ReasonCode.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported"
+            )
+        else:
+            self._violation(ReasonCode.PROTOCOL_ERROR, f"unexpected {type(packet).__name__}")
+
+    def _violation(self, reason: ReasonCode, message: str) -> None:
+        logger.info("%s: closing: %s (0x%02X)", self.client_id or self.peer, message, reason)
+        self.close(reason)
+
+    def _protocol_failure(self, error: ProtocolError) -> None:
+        logger.info("%s: %s", self.client_id or self.peer, error)
+        if (
+            not self.state.connacked
+            and error.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+        ):
+            # 3.1.1 [MQTT-3.1.2-2]: answer an unknown level with return code 1, then close.
+            self.transport.write(encode(Connack(reason_code=1), protocol_level=4))
+            self.closed = True
+            self.transport.close()
+            return
+        if not self.state.connacked and self.decoder.protocol_level == MQTT_5:
+            self.protocol_level = MQTT_5
+            self.send(Connack(reason_code=error.reason_code))
+            self.closed = True
+            self.transport.close()
+            return
+        self.close(error.reason_code)
+
+    # --- CONNECT ---------------------------------------------------------------------------
+    def _refuse_connect(self, reason: ReasonCode, message: str) -> None:
+        logger.info("%s: CONNECT refused: %s", self.peer, message)
+        code = reason if self.protocol_level == MQTT_5 else connack_return_code_311(reason)
+        properties = (
+            Properties(reason_string=message[:200])
+            if self.protocol_level == MQTT_5
+            else EMPTY_PROPERTIES
+        )
+        self.send(Connack(reason_code=code, properties=properties))
+        self.closed = True
+        self.transport.close()
+
+    async def _on_connect(self, connect: Connect) -> None:
+        broker = self.broker
+        limits = broker.config.limits
+        self.protocol_level = connect.protocol_level
+        v5 = connect.protocol_level == MQTT_5
+        client_id = connect.client_id
+        assigned = False
+        if not client_id:
+            if not v5 and not connect.clean_start:
+                self._refuse_connect(
+                    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id needs clean session"
+                )  # [MQTT-3.1.3-8]
+                return
+            client_id = broker.assign_client_id()
+            assigned = True
+        if len(client_id.encode()) > limits.max_client_id_bytes:
+            self._refuse_connect(
+                ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+                f"client id is longer than {limits.max_client_id_bytes} bytes",
+            )
+            return
+        principal = await self._authenticate(connect)
+        if principal is None or self.closed:
+            return
+        attributes = ["PersistentConnect"] if not connect.clean_start else []
+        if connect.will is not None:
+            attributes.append("LastWill")
+        if not broker.authorizer(
+            principal,
+            "iot:Connect",
+            broker.client_arn(client_id),
+            {"iot:ClientId": client_id, "iot:ConnectAttributes": attributes},
+        ):
+            self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "iot:Connect is not allowed")
+            return
+        if connect.will is not None:
+            try:
+                validate_topic_name(
+                    connect.will.topic, limits=broker.topic_limits, for_retain=connect.will.retain
+                )
+            except InvalidTopicError as error:
+                self._refuse_connect(ReasonCode.TOPIC_NAME_INVALID, f"will topic: {error}")
+                return
+            if len(connect.will.payload) > limits.max_payload_bytes:
+                self._refuse_connect(ReasonCode.PACKET_TOO_LARGE, "will payload is too large")
+                return
+            if connect.will.qos > 1:
+                self._refuse_connect(ReasonCode.QOS_NOT_SUPPORTED, "will QoS 2 is not supported")
+                return
+        self.principal = principal
+        self.client_id = client_id
+        self.will = connect.will
+        self._start_session(connect, client_id, assigned)
+
+    async def _authenticate(self, connect: Connect) -> Principal | None:
+        broker = self.broker
+        if connect.username is None and connect.password is None:
+            if broker.config.allow_anonymous:
+                return ANONYMOUS
+            self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
+            return None
+        username = connect.username or ""
+        password = connect.password or b""
+        principal = await asyncio.to_thread(broker.authenticator, username, password)
+        if principal is None:
+            self._refuse_connect(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad user name or password")
+        return principal
+
+    def _start_session(self, connect: Connect, client_id: str, assigned: bool) -> None:
+        broker = self.broker
+        limits = broker.config.limits
+        v5 = connect.protocol_level == MQTT_5
+        # AWS: keep-alive 0 or >1200 -> 1200, 1..29 -> 30.
+        requested = connect.keep_alive
+        keep_alive = (
+            limits.keep_alive_max_seconds
+            if requested == 0
+            else min(max(requested, limits.keep_alive_min_seconds), limits.keep_alive_max_seconds)
+        )
+        self.state.keep_alive = keep_alive
+        if v5:
+            requested_expiry = connect.properties.session_expiry_interval or 0
+            if requested_expiry == 0xFFFFFFFF:
+                requested_expiry = limits.session_expiry_max_seconds
+        else:
+            # 3.1.1: clean session 0 = persistent; AWS keeps it for the default expiry.
+            requested_expiry = 0 if connect.clean_start else limits.session_expiry_default_seconds
+        expiry = min(requested_expiry, limits.session_expiry_max_seconds)
+
+        existing = broker.sessions.get(client_id)
+        if existing is not None and existing.connection is not None:
+            old = existing.connection
+            logger.info("%s: session taken over by %s", client_id, self.peer)
+            old.close(ReasonCode.SESSION_TAKEN_OVER)  # [MQTT-3.1.4-3]
+            old.connection_lost()
+            existing = broker.sessions.get(client_id)
+        session_present = False
+        if existing is not None and not connect.clean_start:
+            session = existing
+            session_present = True
+        else:
+            if existing is not None:
+                broker.end_session(existing)
+            session = Session(broker, client_id, protocol_level=connect.protocol_level)
+            broker.sessions[client_id] = session
+        session.protocol_level = connect.protocol_level
+        session.expiry_interval = expiry
+        if v5 and connect.properties.receive_maximum:
+            session.send_quota = min(connect.properties.receive_maximum, limits.inflight_qos1_max)
+        else:
+            session.send_quota = limits.inflight_qos1_max
+        if v5 and connect.properties.maximum_packet_size:
+            self.client_max_packet = connect.properties.maximum_packet_size
+        self.session = session
+
+        if session.persistent:
+            principal_name = self.principal.name if self.principal else ""
+            level = connect.protocol_level
+            broker.writer.submit(
+                lambda: persistence.save_session(
+                    client_id,
+                    protocol_level=level,
+                    expiry_interval=expiry,
+                    principal=principal_name,
+                ),
+                wait=False,
+            )
+
+        properties = EMPTY_PROPERTIES
+        if v5:
+            properties = Properties(
+                maximum_qos=1,
+                retain_available=True,
+                wildcard_subscription_available=True,
+                subscription_identifier_available=False,
+                shared_subscription_available=True,
+                topic_alias_maximum=limits.topic_alias_maximum,
+                maximum_packet_size=limits.max_packet_bytes,
+                receive_maximum=limits.inflight_qos1_max,
+                server_keep_alive=keep_alive if keep_alive != requested else None,
+                session_expiry_interval=expiry if expiry != requested_expiry else None,
+                assigned_client_identifier=client_id if assigned else None,
+            )
+        self.state.connacked = True
+        self.send(Connack(session_present=session_present, reason_code=0, properties=properties))
+        session.resume(self)
+
+    # --- PUBLISH ---------------------------------------------------------------------------
+    def _on_publish(self, publish: Publish) -> None:
+        broker = self.broker
+        limits = broker.config.limits
+        v5 = self.protocol_level == MQTT_5
+        if publish.qos > 1:
+            # AWS sends nothing back for QoS 2; we say why (MQTT 5) or close (3.1.1).
+            self._violation(ReasonCode.QOS_NOT_SUPPORTED, "QoS 2 is not supported")
+            return
+        topic = publish.topic
+        properties = publish.properties
+        if v5 and properties.topic_alias is not None:
+            alias = properties.topic_alias
+            if alias == 0 or alias > limits.topic_alias_maximum:
+                self._violation(
+                    ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}"
+                )  # [MQTT-3.3.2-9]
+                return
+            if topic:
+                self.state.topic_aliases[alias] = topic
+            else:
+                known = self.state.topic_aliases.get(alias)
+                if known is None:
+                    self._violation(ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}")
+                    return
+                topic = known
+        try:
+            validate_topic_name(topic, limits=broker.topic_limits)
+        except InvalidTopicError as error:
+            self._violation(ReasonCode.TOPIC_NAME_INVALID, str(error))
+            return
+        if len(publish.payload) > limits.max_payload_bytes:
+            self._violation(ReasonCode.PACKET_TOO_LARGE, "payload is larger than the limit")
+            return
+        if publish.qos == 1 and len(self._pipeline) >= limits.inflight_qos1_max:
+            self._violation(
+                ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "too many unacknowledged QoS 1 publishes"
+            )
+            return
+        refusal = self._publish_refusal(publish, topic)
+        if refusal is not None and not v5:
+            self._violation(ReasonCode(refusal), "publish refused")  # 3.1.1 has no PUBACK codes
+            return
+        expiry = properties.message_expiry_interval if v5 else None
+        if expiry is not None and publish.retain:
+            expiry = min(max(expiry, 1), limits.message_expiry_max_seconds)  # AWS clamp
+        message = Message(
+            topic=topic,
+            payload=publish.payload,
+            qos=publish.qos,
+            retain=publish.retain,
+            properties=_forwarded_properties(properties) if v5 else EMPTY_PROPERTIES,
+            expires_at=time.time() + expiry if expiry is not None else None,
+            sender=self.client_id,
+        )
+        if expiry is not None:
+            message.properties = replace(message.properties, message_expiry_interval=expiry)
+        future = None
+        if refusal is None and publish.retain:
+            actor = store.Actor(kind=SetByKind.MQTT, name=self.client_id or "")
+            future = broker.store_retained(message, actor)
+        inbound = _Inbound(publish=publish, message=message, future=future, refusal=refusal)
+        self._pipeline.append(inbound)
+        if future is not None:
+            future.add_done_callback(lambda _: self._drain_pipeline())
+        else:
+            self._drain_pipeline()
+
+    def _publish_refusal(self, publish: Publish, topic: str) -> int | None:
+        broker = self.broker
+        principal = self.principal
+        assert principal is not None
+        context = {"iot:ClientId": self.client_id}
+        arn = broker.topic_arn(topic)
+        if not broker.authorizer(principal, "iot:Publish", arn, context):
+            return ReasonCode.NOT_AUTHORIZED
+        if publish.retain:
+            if not broker.authorizer(principal, "iot:RetainPublish", arn, context):
+                return ReasonCode.NOT_AUTHORIZED
+            if topic.startswith("$aws/"):
+                return ReasonCode.TOPIC_NAME_INVALID  # AWS: no retained publishes to $aws/
+        if publish.properties.payload_format_indicator == 1 and not _is_utf8(publish.payload):
+            return ReasonCode.PAYLOAD_FORMAT_INVALID  # [MQTT-3.3.2-4]
+        return None
+
+    def _drain_pipeline(self) -> None:
+        """Route and acknowledge received publishes in the order they arrived
+        ([MQTT-4.6.0-2], [MQTT-4.6.0-6]), each only once its retained write committed."""
+        pipeline = self._pipeline
+        while pipeline:
+            head = pipeline[0]
+            if head.future is not None and not head.future.done():
+                return
+            pipeline.popleft()
+            reason = head.refusal
+            if reason is None and head.future is not None:
+                outcome = head.future.result()
+                if isinstance(outcome, store.RetainedQuotaExceededError):
+                    reason = ReasonCode.QUOTA_EXCEEDED  # AWS: count quota -> throttled
+                elif isinstance(outcome, Exception):
+                    logger.warning("%s: retained write failed: %s", self.client_id, outcome)
+                    reason = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
+            if reason is None and head.message is not None:
+                self.broker.route(head.message)
+            elif self.protocol_level != MQTT_5:
+                if not self.closed:
+                    self._violation(ReasonCode(reason or 0x80), "retained publish refused")
+                continue
+            if head.publish.qos == 1 and head.publish.packet_id is not None:
+                self.send(Puback(packet_id=head.publish.packet_id, reason_code=reason or 0))
+
+    # --- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------
+    def _on_subscribe(self, subscribe: Subscribe) -> None:
+        broker = self.broker
+        limits = broker.config.limits
+        session = self.session
+        principal = self.principal
+        assert session is not None
+        assert principal is not None
+        v5 = self.protocol_level == MQTT_5
+        failure = ReasonCode.UNSPECIFIED_ERROR if not v5 else None
+        codes: list[int] = []
+        new_subscriptions: list[tuple[str, SubscriptionOptions, bool]] = []
+        if len(subscribe.subscriptions) > limits.subscriptions_per_subscribe:
+            # AWS: at most 8 filters per SUBSCRIBE; nothing of this packet is applied.
+            code = failure or ReasonCode.QUOTA_EXCEEDED
+            self.send(
+                Suback(
+                    packet_id=subscribe.packet_id,
+                    reason_codes=(code,) * len(subscribe.subscriptions),
+                )
+            )
+            return
+        for subscription in subscribe.subscriptions:
+            refusal = self._check_subscription(subscription, principal, session)
+            if refusal is not None:
+                codes.append(failure or refusal)
+                continue
+            granted = min(subscription.qos, 1)  # AWS: QoS 2 requests are granted QoS 1
+            options = SubscriptionOptions(
+                qos=granted,
+                no_local=subscription.no_local,
+                retain_as_published=subscription.retain_as_published,
+                retain_handling=subscription.retain_handling,
+            )
+            is_new = broker.index.add(session.client_id, subscription.topic_filter, options)
+            codes.append(granted)
+            new_subscriptions.append((subscription.topic_filter, options, is_new))
+            if session.persistent:
+                save = partial(
+                    persistence.save_subscription,
+                    session.client_id,
+                    subscription.topic_filter,
+                    options,
+                )
+                broker.writer.submit(save, wait=False)
+        self.send(Suback(packet_id=subscribe.packet_id, reason_codes=tuple(codes)))
+        for topic_filter, options, is_new in new_subscriptions:
+            if options.retain_handling == 2 or (options.retain_handling == 1 and not is_new):
+                continue
+            broker.spawn(broker.deliver_retained(session, topic_filter, options))
+
+    def _check_subscription(
+        self, subscription: Subscription, principal: Principal, session: Session
+    ) -> ReasonCode | None:
+        broker = self.broker
+        limits = broker.config.limits
+        topic_filter = subscription.topic_filter
+        try:
+            validate_topic_filter(topic_filter, limits=broker.topic_limits)
+        except InvalidTopicError:
+            return ReasonCode.TOPIC_FILTER_INVALID
+        share_group, _ = split_shared_subscription(topic_filter)
+        if share_group is not None and subscription.no_local:
+            return ReasonCode.PROTOCOL_ERROR  # [MQTT-3.8.3-4]
+        existing = broker.index.subscriptions_of(session.client_id)
+        if topic_filter not in existing and len(existing) >= limits.subscriptions_per_connection:
+            return ReasonCode.QUOTA_EXCEEDED  # AWS: 50 subscriptions per connection
+        if not broker.authorizer(
+            principal,
+            "iot:Subscribe",
+            broker.topicfilter_arn(topic_filter),
+            {"iot:ClientId": session.client_id},
+        ):
+            return ReasonCode.NOT_AUTHORIZED
+        return None
+
+    def _on_unsubscribe(self, unsubscribe: Unsubscribe) -> None:
+        session = self.session
+        assert session is not None
+        codes: list[int] = []
+        for topic_filter in unsubscribe.topic_filters:
+            removed = self.broker.index.remove(session.client_id, topic_filter)
+            codes.append(ReasonCode.SUCCESS if removed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
+            if removed and session.persistent:
+                client_id = session.client_id
+                self.broker.writer.submit(
+                    partial(persistence.delete_subscription, client_id, topic_filter), wait=False
+                )
+        reason_codes = tuple(codes) if self.protocol_level == MQTT_5 else ()
+        self.send(Unsuback(packet_id=unsubscribe.packet_id, reason_codes=reason_codes))
+
+    # --- DISCONNECT and wills ---------------------------------------------------------------
+    def _on_disconnect(self, disconnect: Disconnect) -> None:
+        # 0x04 "Disconnect with Will Message" asks for the will anyway.
+        self.state.clean_disconnect = (
+            disconnect.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+        )
+        session = self.session
+        interval = disconnect.properties.session_expiry_interval
+        if session is not None and interval is not None:
+            session.expiry_interval = min(
+                interval, self.broker.config.limits.session_expiry_max_seconds
+            )
+        self.closed = True
+        self.transport.close()
+
+    def _schedule_will(self, session: Session, will: Will) -> None:
+        broker = self.broker
+        principal = self.principal
+        client_id = session.client_id
+
+        def fire() -> None:
+            session.will_handle = None
+            session.pending_will = None
+            broker.spawn(_publish_will(broker, will, client_id, principal))
+
+        delay = (will.properties.will_delay_interval or 0) if self.protocol_level == MQTT_5 else 0
+        if delay and session.persistent:
+            session.pending_will = fire
+            session.will_handle = broker.loop.call_later(min(delay, session.expiry_interval), fire)
+        else:
+            fire()
+
+
+async def _publish_will(
+    broker: Broker, will: Will, client_id: str, principal: Principal | None
+) -> None:
+    """[MQTT-3.1.2-8]: the will is published when the connection ends without DISCONNECT."""
+    if principal is not None:
+        arn = broker.topic_arn(will.topic)
+        context = {"iot:ClientId": client_id}
+        if not broker.authorizer(principal, "iot:Publish", arn, context):
+            return
+        if will.retain and not broker.authorizer(principal, "iot:RetainPublish", arn, context):
+            return
+    message = Message(
+        topic=will.topic,
+        payload=will.payload,
+        qos=will.qos,
+        retain=will.retain,
+        properties=_forwarded_properties(will.properties),
+        sender=client_id,
+    )
+    try:
+        await broker.publish(message, actor=store.Actor(kind=SetByKind.WILL, name=client_id))
+    except Exception as error:
+        logger.warning("%s: will message not published: %s", client_id, error)
+
+
+def _is_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

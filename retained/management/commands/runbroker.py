@@ -1,0 +1,33 @@
+"""`python manage.py runbroker`: the MQTT broker alone (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from retained.broker.service import start_broker
+
+
+class Command(BaseCommand):
+    help = "Run only the MQTT broker."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default="127.0.0.1")
+        parser.add_argument("--mqtt-port", type=int, default=1883)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        asyncio.run(self._main(options["bind"], options["mqtt_port"]))
+
+    async def _main(self, bind: str, mqtt_port: int) -> None:
+        running = await start_broker(bind=bind, mqtt_port=mqtt_port)
+        self.stdout.write(f"MQTT broker at mqtt://{bind}:{mqtt_port}")
+        self.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await running.stop()
