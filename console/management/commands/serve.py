@@ -57,6 +57,7 @@ class Command(BaseCommand):
         from twisted.internet import defer
         from twisted.internet import reactor as twisted_reactor
 
+        from console import live
         from console.asgi import application
         from retained.broker.service import RunningBroker, start_broker
 
@@ -69,6 +70,7 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         async def start() -> None:
+            live.install(asyncio.get_running_loop())
             if mqtt_port is None:
                 return
             try:

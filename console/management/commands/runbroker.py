@@ -1,4 +1,5 @@
-"""`python manage.py runbroker`: the MQTT broker alone (no HTTP)."""
+"""`python manage.py runbroker`: the MQTT broker alone (no HTTP); retained events still
+reach the channel layer (useful with a shared one, e.g. Redis)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from console import live
 from retained.broker.service import start_broker
 
 
@@ -22,6 +24,7 @@ class Command(BaseCommand):
         asyncio.run(self._main(options["bind"], options["mqtt_port"]))
 
     async def _main(self, bind: str, mqtt_port: int) -> None:
+        live.install(asyncio.get_running_loop())
         running = await start_broker(bind=bind, mqtt_port=mqtt_port)
         self.stdout.write(f"MQTT broker at mqtt://{bind}:{mqtt_port}")
         self.stdout.flush()
