@@ -236,3 +236,51 @@ def test_batch_respects_the_quota() -> None:
     assert isinstance(results[2], store.StoredMessage)
     assert sorted(RetainedMessage.objects.values_list("topic", flat=True)) == ["a", "b"]
     assert store.count_retained() == 2
+
+
+def test_sweep_deletes_expired_and_stale_in_bounded_batches() -> None:
+    now = timezone.now()
+    four_years_ago = now - timedelta(days=4 * 365)
+    store.set_retained("fresh", b"x", qos=0, actor=ACTOR)
+    store.set_retained(
+        "expired",
+        b"x",
+        qos=0,
+        actor=ACTOR,
+        properties=store.MessageProperties(message_expiry_interval=5),
+        now=now - timedelta(seconds=10),
+    )
+    for n in range(3):
+        store.set_retained(f"stale/{n}", b"x", qos=0, actor=ACTOR, now=four_years_ago)
+    store.set_retained("old-but-read", b"x", qos=0, actor=ACTOR, now=four_years_ago)
+    RetainedMessage.objects.filter(topic="old-but-read").update(last_accessed_at=now)
+
+    assert store.sweep_retained(now=now, batch_size=2) == 2
+    assert store.sweep_retained(now=now, batch_size=2) == 2
+    assert store.sweep_retained(now=now, batch_size=2) == 0
+    assert sorted(RetainedMessage.objects.values_list("topic", flat=True)) == [
+        "fresh",
+        "old-but-read",
+    ]
+    assert store.count_retained() == 2
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "expected"),
+    [
+        ("#", ["a", "a/b", "a/b/c", "ab", "x/b"]),
+        ("a/#", ["a", "a/b", "a/b/c"]),
+        ("a/+", ["a/b"]),
+        ("+/b", ["a/b", "x/b"]),
+        ("a/b", ["a/b"]),
+        ("$SYS/#", ["$SYS/up"]),
+        ("nothing/+", []),
+    ],
+)
+def test_iter_retained_matching(topic_filter: str, expected: list[str]) -> None:
+    for topic in ("a", "a/b", "a/b/c", "ab", "x/b", "$SYS/up"):
+        store.set_retained(topic, b"x", qos=0, actor=ACTOR)
+    found = [
+        m.topic for chunk in store.iter_retained_matching(topic_filter, chunk_size=2) for m in chunk
+    ]
+    assert found == expected
