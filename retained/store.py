@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -241,7 +242,9 @@ def _stored_from_values(write: RetainedWrite, values: dict[str, Any]) -> StoredM
         topic=write.topic,
         payload=write.payload,
         qos=write.qos,
-        properties=dataclasses.replace(
+        properties=write.properties
+        if write.properties.message_expiry_interval == values["message_expiry_interval"]
+        else dataclasses.replace(
             write.properties, message_expiry_interval=values["message_expiry_interval"]
         ),
         last_modified_ms=values["last_modified_ms"],
@@ -260,6 +263,16 @@ def _quota_error(limits: Limits) -> RetainedQuotaExceededError:
 
 def _emit_after_commit(event: events.RetainedChanged) -> None:
     transaction.on_commit(partial(events.emit, event))
+
+
+def _emit_all_after_commit(batch: list[events.RetainedChanged]) -> None:
+    if batch:
+        transaction.on_commit(partial(_emit_all, batch))
+
+
+def _emit_all(batch: list[events.RetainedChanged]) -> None:
+    for event in batch:
+        events.emit(event)
 
 
 def _set_event(topic: str, values: dict[str, Any]) -> events.RetainedChanged:
@@ -317,7 +330,7 @@ def set_retained_many(
     limits = _limits()
     now = now or timezone.now()
     results: list[StoredMessage | Exception | None] = []
-    final: dict[str, tuple[RetainedWrite, dict[str, Any] | None]] = {}
+    final: dict[str, tuple[list[int], dict[str, Any] | None]] = {}
     for write in writes:
         try:
             validate_retained_publish(write.topic, write.payload, qos=write.qos, limits=limits)
@@ -325,41 +338,113 @@ def set_retained_many(
             results.append(error)
             continue
         values = _row_values(write, now=now, limits=limits) if write.payload else None
-        final[write.topic] = (write, values)
+        positions = final[write.topic][0] if write.topic in final else []
+        positions.append(len(results))
+        final[write.topic] = (positions, values)
         results.append(_stored_from_values(write, values) if values else None)
     if not final:
         return results
     with transaction.atomic():
         count = _counter_value_for_update()
-        existing = set(
-            RetainedMessage.objects.filter(topic__in=list(final)).values_list("topic", flat=True)
-        )
-        to_create: list[RetainedMessage] = []
-        deleted_topics = [t for t, (_, values) in final.items() if values is None and t in existing]
-        if deleted_topics:
-            RetainedMessage.objects.filter(topic__in=deleted_topics).delete()
-            for topic in deleted_topics:
-                _emit_after_commit(events.RetainedChanged(topic=topic, change="cleared"))
-        count -= len(deleted_topics)
-        for topic, (_, values) in final.items():
+        existing = _existing_topics(list(final))
+        deleted = [t for t, (_, values) in final.items() if values is None and t in existing]
+        for first in range(0, len(deleted), 500):
+            RetainedMessage.objects.filter(topic__in=deleted[first : first + 500]).delete()
+        changes = [events.RetainedChanged(topic=topic, change="cleared") for topic in deleted]
+        room = limits.max_retained_messages - (count - len(deleted))
+        rows: list[tuple[str, dict[str, Any]]] = []
+        created = 0
+        for topic, (positions, values) in final.items():
             if values is None:
                 continue
-            if topic in existing:
-                RetainedMessage.objects.filter(topic=topic).update(**values)
-            elif count + len(to_create) >= limits.max_retained_messages:
-                results = [
-                    _quota_error(limits)
-                    if isinstance(result, StoredMessage) and result.topic == topic
-                    else result
-                    for result in results
-                ]
-                continue
-            else:
-                to_create.append(RetainedMessage(topic=topic, **values))
-            _emit_after_commit(_set_event(topic, values))
-        RetainedMessage.objects.bulk_create(to_create, batch_size=500)
-        _bump_counter(len(to_create) - len(deleted_topics))
+            if topic not in existing:
+                if created >= room:
+                    # AWS: a new topic beyond the count quota is throttled.
+                    for position in positions:
+                        results[position] = _quota_error(limits)
+                    continue
+                created += 1
+            rows.append((topic, values))
+            changes.append(_set_event(topic, values))
+        _upsert(rows)
+        _emit_all_after_commit(changes)
+        _bump_counter(created - len(deleted))
     return results
+
+
+def _existing_topics(topics: list[str]) -> set[str]:
+    existing: set[str] = set()
+    for first in range(0, len(topics), 500):
+        existing.update(
+            RetainedMessage.objects.filter(topic__in=topics[first : first + 500]).values_list(
+                "topic", flat=True
+            )
+        )
+    return existing
+
+
+_UPSERT_COLUMNS = (
+    "payload",
+    "payload_size",
+    "qos",
+    "content_type",
+    "payload_format_indicator",
+    "response_topic",
+    "correlation_data",
+    "user_properties",
+    "message_expiry_interval",
+    "expires_at",
+    "last_modified_ms",
+    "last_accessed_at",
+    "set_by_kind",
+    "set_by",
+)
+
+
+def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """One INSERT .. ON CONFLICT(topic) DO UPDATE per batch (SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    ops = connection.ops
+    table = ops.quote_name(RetainedMessage._meta.db_table)
+    columns = ("topic", *_UPSERT_COLUMNS)
+    quoted = [ops.quote_name(column) for column in columns]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in quoted[1:])
+    placeholders = ", ".join(["%s"] * len(columns))
+    # Only quoted identifiers from our own model are interpolated; values are parameters.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT ({quoted[0]}) DO UPDATE SET {updates}"
+    )
+    adapted: dict[datetime | None, Any] = {}
+
+    def adapt(moment: datetime | None) -> Any:
+        if moment not in adapted:
+            adapted[moment] = ops.adapt_datetimefield_value(moment)
+        return adapted[moment]
+
+    parameters = [
+        (
+            topic,
+            values["payload"],
+            values["payload_size"],
+            values["qos"],
+            values["content_type"],
+            values["payload_format_indicator"],
+            values["response_topic"],
+            values["correlation_data"],
+            json.dumps(values["user_properties"]),
+            values["message_expiry_interval"],
+            adapt(values["expires_at"]),
+            values["last_modified_ms"],
+            adapt(values["last_accessed_at"]),
+            values["set_by_kind"],
+            values["set_by"],
+        )
+        for topic, values in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, parameters)
 
 
 def clear_retained(topic: str, *, actor: Actor) -> bool:
