@@ -85,10 +85,11 @@ TEMPLATES = [
 def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
-        return dict(dj_database_url.parse(url, conn_max_age=0))
+        return dict(dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True))
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": DATA_DIR / "db.sqlite3",
+        "CONN_MAX_AGE": 600,
         "OPTIONS": {
             # WAL lets readers run while the writer commits; IMMEDIATE takes the write lock at
             # BEGIN so two writers queue on busy_timeout instead of failing to upgrade a lock.

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import secrets
 import string
+import threading
+import time
 
 from django.contrib.auth.models import User
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from retained.models import AccessKey
@@ -35,11 +38,41 @@ def create_access_key(*, user: User, description: str = "") -> AccessKey:
     )
 
 
+# A short-lived cache of key lookups: every signed request needs one. Saving or deleting a
+# key or a user clears it in this process (signals below); other processes see a change
+# within the TTL.
+_CACHE_TTL_SECONDS = 5.0
+_cache: dict[str, tuple[float, AccessKey | None]] = {}
+_cache_lock = threading.Lock()
+
+
 def find_active_access_key(access_key_id: str) -> AccessKey | None:
-    return (
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(access_key_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    key = (
         AccessKey.objects.select_related("user")
         .filter(access_key_id=access_key_id, is_active=True, user__is_active=True)
         .first()
+    )
+    with _cache_lock:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[access_key_id] = (now + _CACHE_TTL_SECONDS, key)
+    return key
+
+
+def clear_access_key_cache(**_: object) -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+for _model in (AccessKey, User):
+    post_save.connect(clear_access_key_cache, sender=_model, dispatch_uid=f"akcache-save-{_model}")
+    post_delete.connect(
+        clear_access_key_cache, sender=_model, dispatch_uid=f"akcache-delete-{_model}"
     )
 
 
@@ -49,5 +82,6 @@ def note_access_key_used(key: AccessKey) -> None:
         (now - key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_SECONDS
     )
     if stale:
+        # A queryset update sends no post_save, so the cache is not cleared by it.
         AccessKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now

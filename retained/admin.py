@@ -29,11 +29,15 @@ class AccessKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected access keys")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[AccessKey]) -> None:
-        queryset.update(is_active=False)
+        for key in queryset:  # save() (not update()) so the key cache hears about it
+            key.is_active = False
+            key.save(update_fields=["is_active"])
 
     @admin.action(description="Activate selected access keys")
     def activate(self, request: HttpRequest, queryset: QuerySet[AccessKey]) -> None:
-        queryset.update(is_active=True)
+        for key in queryset:
+            key.is_active = True
+            key.save(update_fields=["is_active"])
 
 
 @admin.register(RetainedMessage)
