@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
@@ -5,3 +7,8 @@ class RetainedConfig(AppConfig):
     name = "retained"
     verbose_name = "Retained messages"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from retained import access
+
+        access.connect_signals()

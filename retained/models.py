@@ -128,3 +128,94 @@ class MqttQueuedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}:{self.topic}"
+
+
+class Policy(models.Model):
+    """An AWS IoT policy: a name and up to 5 versions, one of them the default."""
+
+    MAX_VERSIONS = 5
+
+    name = models.CharField(max_length=128, unique=True)
+    description = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PolicyVersion(models.Model):
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="versions")
+    version_id = models.PositiveIntegerField()
+    document = models.TextField()
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["policy", "-version_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "version_id"], name="unique_policy_version"),
+            models.UniqueConstraint(
+                fields=["policy"],
+                condition=models.Q(is_default=True),
+                name="one_default_version_per_policy",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.name} v{self.version_id}"
+
+
+class PolicyTarget(models.TextChoices):
+    USER = "user", "User"
+    GROUP = "group", "Group"
+    ANONYMOUS = "anonymous", "Anonymous principal"
+    CERTIFICATE = "certificate", "Certificate"
+
+
+class PolicyAttachment(models.Model):
+    """A policy attached to a user, a group, a certificate or the anonymous principal."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="attachments")
+    target = models.CharField(max_length=16, choices=PolicyTarget.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    certificate_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "target", "user", "group", "certificate_id"],
+                name="unique_policy_attachment",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.name} -> {self.target_label()}"
+
+    def target_label(self) -> str:
+        if self.target == PolicyTarget.USER and self.user is not None:
+            return f"user {self.user.get_username()}"
+        if self.target == PolicyTarget.GROUP and self.group is not None:
+            return f"group {self.group.name}"
+        if self.target == PolicyTarget.CERTIFICATE:
+            return f"certificate {self.certificate_id}"
+        return "anonymous"
+
+
+class BootstrapStep(models.Model):
+    """First-run chores done once (so an operator's later deletion is respected)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    done_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -18,10 +18,30 @@ class Credentials:
     secret_access_key: str
 
 
-def create_credentials(server: ServerProcess, username: str = "tester") -> Credentials:
+ALLOW_ALL_POLICY = """{"Version": "2012-10-17",
+ "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}"""
+
+
+def ensure_policy(server: ServerProcess, name: str, document: str) -> None:
+    path = server.data_dir / f"policy-{name}.json"
+    path.write_text(document)
+    result = server.manage("create_policy", name, str(path), check=False)
+    if result.returncode != 0 and "already exists" not in result.stderr:
+        raise RuntimeError(result.stderr)
+
+
+def create_credentials(
+    server: ServerProcess, username: str = "tester", *, policy: str | None = "allow-all"
+) -> Credentials:
+    """An access key for `username` (created if needed); with `policy`, that policy attached
+    (the default "allow-all" allows every iot:* action)."""
     result = server.manage("create_access_key", username, "--create-user")
     lines = result.stdout.strip().splitlines()
     access_key_id, secret = lines[-1].split()
+    if policy == "allow-all":
+        ensure_policy(server, "allow-all", ALLOW_ALL_POLICY)
+    if policy is not None:
+        server.manage("attach_policy", policy, "--user", username)
     return Credentials(access_key_id, secret)
 
 

@@ -15,12 +15,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from retained import services, store
+from retained import access, services, store
 from retained.api import errors, params
 from retained.api.auth import authenticate, wire_request
 from retained.api.sigv4 import HttpRequest as WireRequest
 from retained.conf import Limits
 from retained.models import AccessKey, SetByKind
+from retained.policy import topic_arn
 
 logger = logging.getLogger("retained.api")
 
@@ -71,6 +72,19 @@ def api_view(method: str) -> Callable[[ApiView], Callable[[HttpRequest], HttpRes
     return decorate
 
 
+def _require(key: AccessKey, action: str, resource: str) -> None:
+    """The policy gate; UnauthorizedException names the action that is missing."""
+    principal = access.Principal(kind="user", name=key.user.get_username(), via=key.access_key_id)
+    access.refresh_if_stale()
+    result = access.authorize(principal, action, resource)
+    if not result.allowed:
+        raise errors.Unauthorized(access.denial_message(action, resource, result))
+
+
+def _topic_arn(topic: str) -> str:
+    return topic_arn(settings.RETAINED_REGION, settings.RETAINED_ACCOUNT_ID, topic)
+
+
 def _refuse_oversize_body(request: HttpRequest) -> None:
     # Checked before Django reads the body, so a huge upload is refused without buffering it.
     try:
@@ -84,6 +98,7 @@ def _refuse_oversize_body(request: HttpRequest) -> None:
 
 @api_view("GET")
 def list_retained_messages(request: HttpRequest, wire: WireRequest, key: AccessKey) -> HttpResponse:
+    _require(key, "iot:ListRetainedMessages", "*")
     query = params.parse_query(wire.raw_query)
     limits = _limits()
     max_results = params.parse_int(
@@ -115,6 +130,7 @@ def list_retained_messages(request: HttpRequest, wire: WireRequest, key: AccessK
 def get_retained_message(request: HttpRequest, wire: WireRequest, key: AccessKey) -> HttpResponse:
     topic = params.topic_from_raw_path(wire.raw_path, "/retainedMessage/")
     store.validate_topic(topic, limits=_limits())
+    _require(key, "iot:GetRetainedMessage", _topic_arn(topic))
     message = store.get_retained(topic)
     if message is None:
         raise errors.ResourceNotFound(f"No retained message exists for topic {topic!r}")
@@ -137,6 +153,10 @@ def publish(request: HttpRequest, wire: WireRequest, key: AccessKey) -> HttpResp
     limits = _limits()
     qos = params.parse_int("qos", query.get("qos"), default=0, minimum=0, maximum=1)
     retain = params.parse_bool("retain", query.get("retain"), default=False)
+    store.validate_topic(topic, limits=limits)
+    _require(key, "iot:Publish", _topic_arn(topic))
+    if retain:
+        _require(key, "iot:RetainPublish", _topic_arn(topic))
     expiry = params.parse_int(
         "messageExpiry", query.get("messageExpiry"), default=-1, minimum=0, maximum=2**32 - 1
     )

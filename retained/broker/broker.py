@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from retained import store
+from retained.access import ANONYMOUS, Principal
 from retained.broker import persistence
 from retained.broker.codec import MQTT_5, Decoder, ProtocolError, encode
 from retained.broker.packets import (
@@ -63,18 +64,8 @@ logger = logging.getLogger("retained.broker")
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 MAX_PACKET_ID = 65_535
+POLICY_REFRESH_SECONDS = 1.0
 
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a connection acts as: an access key, a console user, a certificate, anonymous."""
-
-    kind: str
-    name: str
-    username: str | None = None
-
-
-ANONYMOUS = Principal(kind="anonymous", name="anonymous")
 
 Authenticator = Callable[[str, bytes], Principal | None]
 """(username, password) -> Principal, or None when the credentials are wrong. Runs in a thread."""
@@ -275,11 +266,15 @@ class Broker:
         *,
         authenticator: Authenticator,
         authorizer: Authorizer = allow_everything,
+        policy_refresher: Callable[[], object] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        """`authorizer` must not block (it runs on the loop); `policy_refresher`, run in a
+        thread at start and every few seconds, keeps what it reads fresh."""
         self.config = config
         self.authenticator = authenticator
         self.authorizer = authorizer
+        self.policy_refresher = policy_refresher
         self.loop = loop or asyncio.get_event_loop()
         self.writer = DatabaseWriter(self.loop)
         self.index = SubscriptionIndex()
@@ -289,6 +284,7 @@ class Broker:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._to_forget: list[int] = []
         self._forget_scheduled = False
         self._client_ids = itertools.count(1)
@@ -320,14 +316,18 @@ class Broker:
                     )
                 )
             self.sessions[record.client_id] = session
+        if self.policy_refresher is not None:
+            await asyncio.to_thread(_in_django_thread, self.policy_refresher)
         self._sweeper = self.loop.create_task(self._sweep_forever())
+        self._refresher = self.loop.create_task(self._refresh_policies_forever())
         self.started = True
         logger.info("broker started with %d persistent sessions", len(saved))
 
     async def stop(self) -> None:
         """Tell MQTT 5 clients, persist what persistent sessions still owe, flush writes."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for background in (self._sweeper, self._refresher):
+            if background is not None:
+                background.cancel()
         for session in list(self.sessions.values()):
             if session.connection is not None:
                 session.connection.close(ReasonCode.SERVER_SHUTTING_DOWN)
@@ -346,6 +346,16 @@ class Broker:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("broker task failed", exc_info=task.exception())
+
+    async def _refresh_policies_forever(self) -> None:
+        if self.policy_refresher is None:
+            return
+        while True:
+            await asyncio.sleep(POLICY_REFRESH_SECONDS)
+            try:
+                await asyncio.to_thread(_in_django_thread, self.policy_refresher)
+            except Exception:
+                logger.exception("policy refresh failed; keeping the previous policies")
 
     async def _sweep_forever(self) -> None:
         while True:

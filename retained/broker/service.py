@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections
 
-from retained import runtime
+from retained import access, runtime
+from retained.access import Principal
 from retained.access_keys import find_active_access_key
-from retained.broker.broker import Broker, BrokerConfig, Principal
+from retained.broker.broker import Broker, BrokerConfig
 from retained.broker.server import start_tcp_listener
 
 logger = logging.getLogger("retained.broker")
@@ -45,9 +46,8 @@ def authenticate_access_key(username: str, password: bytes) -> Principal | None:
             return None
         if not hmac.compare_digest(key.secret_access_key.encode(), password):
             return None
-        return Principal(
-            kind="access_key", name=key.access_key_id, username=key.user.get_username()
-        )
+        access.refresh_if_stale(check_now=True)  # a policy attached just now applies here
+        return Principal(kind="user", name=key.user.get_username(), via=key.access_key_id)
     finally:
         close_old_connections()
 
@@ -81,7 +81,13 @@ async def start_broker(*, bind: str, mqtt_port: int) -> RunningBroker:
     and for in-process publishes (HTTP API, console)."""
     runtime.set_broker_status("starting")
     loop = asyncio.get_running_loop()
-    broker = Broker(broker_config(bind=bind), authenticator=authenticate_access_key, loop=loop)
+    broker = Broker(
+        broker_config(bind=bind),
+        authenticator=authenticate_access_key,
+        authorizer=access.is_allowed,
+        policy_refresher=access.refresh_if_stale,
+        loop=loop,
+    )
     await broker.start()
     listener = await start_tcp_listener(broker, bind, mqtt_port)
     runtime.set_broker(broker, loop)

@@ -16,7 +16,13 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from retained.bootstrap import CREDENTIALS_FILE, ensure_admin_account
+from retained.bootstrap import (
+    ANONYMOUS_LOCAL_POLICY,
+    CREDENTIALS_FILE,
+    ensure_admin_account,
+    ensure_anonymous_local_policy,
+)
+from retained.broker.service import is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Created the admin account: username {username!r} password {password!r}\n"
                 f"(saved in {settings.DATA_DIR / CREDENTIALS_FILE}; shown only this once)"
+            )
+        if not options["no_broker"] and ensure_anonymous_local_policy(
+            mqtt_on_loopback=is_loopback(options["bind"])
+        ):
+            self.stdout.write(
+                f"Seeded the {ANONYMOUS_LOCAL_POLICY!r} policy: anonymous clients on this machine "
+                "may do everything (see README, Policies, to remove it)"
             )
         self._run(
             options["bind"],
