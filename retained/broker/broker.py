@@ -121,6 +121,7 @@ class Outgoing:
     properties: Properties
     expires_at: float | None
     row_id: int | None = None  # MqttQueuedMessage id while persisted
+    persisting: bool = False  # a row was requested (row_id arrives after the commit)
     acked: bool = False
 
 
@@ -164,6 +165,7 @@ class Session:
         self.pending_will: Callable[[], None] | None = None
         self.dropped_qos0 = 0
         self.dropped_qos1 = 0
+        self.dropped_oversize = 0
         self._packet_ids = itertools.cycle(range(1, MAX_PACKET_ID + 1))
 
     @property
@@ -313,6 +315,7 @@ class Broker:
                         properties=queued.properties,
                         expires_at=queued.expires_at.timestamp() if queued.expires_at else None,
                         row_id=queued.row_id,
+                        persisting=True,
                     )
                 )
             self.sessions[record.client_id] = session
@@ -331,6 +334,11 @@ class Broker:
         for session in list(self.sessions.values()):
             if session.connection is not None:
                 session.connection.close(ReasonCode.SERVER_SHUTTING_DOWN)
+            if session.persistent:
+                # What is in flight or waiting lives in memory only: keep it for the restart.
+                for outgoing in [*session.inflight.values(), *session.pending]:
+                    if not outgoing.persisting and not outgoing.acked:
+                        self.persist_queued(session, outgoing)
         for task in list(self._tasks):
             task.cancel()
         self._flush_forgotten()
@@ -397,6 +405,7 @@ class Broker:
             self.writer.submit(lambda: persistence.delete_session(client_id), wait=False)
 
     def persist_queued(self, session: Session, outgoing: Outgoing) -> None:
+        outgoing.persisting = True
         client_id = session.client_id
         expires_at = (
             datetime.fromtimestamp(outgoing.expires_at, UTC) if outgoing.expires_at else None
@@ -615,6 +624,8 @@ class Connection:
         self.closed = False
         self.client_max_packet = limits.max_packet_bytes * 64
         self._pipeline: deque[_Inbound] = deque()
+        self._inbound_qos1 = 0  # QoS 1 publishes received and not yet acknowledged
+        self._first_bytes = b""
 
     # --- transport side --------------------------------------------------------------------
     def read_timeout(self) -> float:
@@ -624,6 +635,8 @@ class Connection:
     async def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if not self.state.connacked and len(self._first_bytes) < 16:
+            self._first_bytes += data[:16]
         try:
             packets = self.decoder.feed(data)
         except ProtocolError as error:
@@ -665,8 +678,18 @@ class Connection:
 
     # --- output ----------------------------------------------------------------------------
     def send(self, packet: Packet) -> None:
-        if not self.closed:
-            self.transport.write(encode(packet, protocol_level=self.protocol_level))
+        if self.closed:
+            return
+        data = encode(packet, protocol_level=self.protocol_level)
+        if len(data) > self.client_max_packet and isinstance(packet, Publish):
+            # [MQTT-3.1.2-24]: never send more than the client accepts; the message is
+            # dropped as if delivered ([MQTT-3.1.2-25]).
+            if self.session is not None:
+                self.session.dropped_oversize += 1
+                if packet.packet_id is not None:
+                    self.session.inflight.pop(packet.packet_id, None)
+            return
+        self.transport.write(data)
 
     def close(self, reason: ReasonCode | None = None) -> None:
         if self.closed:
@@ -791,7 +814,10 @@ class Connection:
             self.closed = True
             self.transport.close()
             return
-        if not self.state.connacked and self.decoder.protocol_level == MQTT_5:
+        if not self.state.connacked and (
+            self.decoder.protocol_level == MQTT_5
+            or _sniff_connect_level(self._first_bytes) == MQTT_5
+        ):
             self.protocol_level = MQTT_5
             self.send(Connack(reason_code=error.reason_code))
             self.closed = True
@@ -894,8 +920,6 @@ class Connection:
         self.state.keep_alive = keep_alive
         if v5:
             requested_expiry = connect.properties.session_expiry_interval or 0
-            if requested_expiry == 0xFFFFFFFF:
-                requested_expiry = limits.session_expiry_max_seconds
         else:
             # 3.1.1: clean session 0 = persistent; AWS keeps it for the default expiry.
             requested_expiry = 0 if connect.clean_start else limits.session_expiry_default_seconds
@@ -908,6 +932,14 @@ class Connection:
             old.close(ReasonCode.SESSION_TAKEN_OVER)  # [MQTT-3.1.4-3]
             old.connection_lost()
             existing = broker.sessions.get(client_id)
+        if (
+            existing is not None
+            and existing.connection is None
+            and existing.disconnected_at is not None
+            and existing.disconnected_at + existing.expiry_interval <= time.time()
+        ):
+            broker.end_session(existing)  # its expiry passed while the client was away
+            existing = None
         session_present = False
         if existing is not None and not connect.clean_start:
             session = existing
@@ -993,7 +1025,7 @@ class Connection:
         if len(publish.payload) > limits.max_payload_bytes:
             self._violation(ReasonCode.PACKET_TOO_LARGE, "payload is larger than the limit")
             return
-        if publish.qos == 1 and len(self._pipeline) >= limits.inflight_qos1_max:
+        if publish.qos == 1 and self._inbound_qos1 >= limits.inflight_qos1_max:
             self._violation(
                 ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "too many unacknowledged QoS 1 publishes"
             )
@@ -1022,6 +1054,8 @@ class Connection:
             future = broker.store_retained(message, actor)
         inbound = _Inbound(publish=publish, message=message, future=future, refusal=refusal)
         self._pipeline.append(inbound)
+        if publish.qos == 1:
+            self._inbound_qos1 += 1
         if future is not None:
             future.add_done_callback(lambda _: self._drain_pipeline())
         else:
@@ -1053,6 +1087,8 @@ class Connection:
             if head.future is not None and not head.future.done():
                 return
             pipeline.popleft()
+            if head.publish.qos == 1:
+                self._inbound_qos1 -= 1
             reason = head.refusal
             if reason is None and head.future is not None:
                 outcome = head.future.result()
@@ -1170,6 +1206,11 @@ class Connection:
         session = self.session
         interval = disconnect.properties.session_expiry_interval
         if session is not None and interval is not None:
+            if session.expiry_interval == 0 and interval > 0:
+                # [MQTT-3.14.2-2]: a session that had no expiry cannot be given one now.
+                self.state.clean_disconnect = False
+                self._violation(ReasonCode.PROTOCOL_ERROR, "session expiry set at DISCONNECT")
+                return
             session.expiry_interval = min(
                 interval, self.broker.config.limits.session_expiry_max_seconds
             )
@@ -1217,6 +1258,21 @@ async def _publish_will(
         await broker.publish(message, actor=store.Actor(kind=SetByKind.WILL, name=client_id))
     except Exception as error:
         logger.warning("%s: will message not published: %s", client_id, error)
+
+
+def _sniff_connect_level(first_bytes: bytes) -> int | None:
+    """The protocol level byte of a CONNECT that failed to decode, when it can be read:
+    so an MQTT 5 client gets its CONNACK reason code even for a malformed CONNECT."""
+    if len(first_bytes) < 2 or first_bytes[0] != 0x10:
+        return None
+    position = 1
+    while position < len(first_bytes) and first_bytes[position] & 0x80 and position < 4:
+        position += 1
+    position += 1  # past the last Remaining Length byte
+    name = first_bytes[position : position + 6]
+    if name != b"\x00\x04MQTT" or len(first_bytes) <= position + 6:
+        return None
+    return first_bytes[position + 6]
 
 
 def _is_utf8(payload: bytes) -> bool:
