@@ -109,6 +109,9 @@ class Message:
     properties: Properties = EMPTY_PROPERTIES
     expires_at: float | None = None  # epoch seconds
     sender: str | None = None
+    # For a retained publish: the stored message's last_modified_ms (for a clear, the time
+    # it was cleared), so a retained delivery racing a live one can tell which is newer.
+    stored_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -166,6 +169,10 @@ class Session:
         self.dropped_qos0 = 0
         self.dropped_qos1 = 0
         self.dropped_oversize = 0
+        # While retained deliveries for new subscriptions are being read from the store,
+        # remember which retained publishes went out live meanwhile (topic -> stored_ms).
+        self.retained_reads_pending = 0
+        self.live_retained_seen: dict[str, int] = {}
         self._packet_ids = itertools.cycle(range(1, MAX_PACKET_ID + 1))
 
     @property
@@ -184,6 +191,9 @@ class Session:
     ) -> None:
         if message.expires_at is not None and message.expires_at <= now:
             return
+        if self.retained_reads_pending and not retained_delivery and message.stored_ms:
+            seen = self.live_retained_seen.get(message.topic, 0)
+            self.live_retained_seen[message.topic] = max(seen, message.stored_ms)
         qos = min(message.qos, options.qos)
         if retained_delivery:
             retain_flag = True
@@ -517,12 +527,26 @@ class Broker:
             if isinstance(outcome, Exception):
                 raise outcome
             message.expires_at = _expiry_epoch(outcome)
+            message.stored_ms = _stored_ms(outcome)
         return self.route(message)
 
     async def deliver_retained(
         self, session: Session, topic_filter: str, options: SubscriptionOptions
     ) -> None:
-        """Retained messages for a new subscription, sent with RETAIN set."""
+        """Retained messages for a new subscription, sent with RETAIN set.
+
+        The caller counted this read in `session.retained_reads_pending` when it added the
+        subscription; a stored message no newer than one already sent live is skipped."""
+        try:
+            await self._deliver_retained(session, topic_filter, options)
+        finally:
+            session.retained_reads_pending -= 1
+            if session.retained_reads_pending == 0:
+                session.live_retained_seen.clear()
+
+    async def _deliver_retained(
+        self, session: Session, topic_filter: str, options: SubscriptionOptions
+    ) -> None:
         share_group, plain_filter = split_shared_subscription(topic_filter)
         if share_group is not None:
             return  # shared subscriptions never get retained messages on subscribe
@@ -545,6 +569,8 @@ class Broker:
                     break
                 if not self._may_receive(session, stored.topic):
                     continue
+                if session.live_retained_seen.get(stored.topic, -1) >= stored.last_modified_ms:
+                    continue  # this one, or a newer one, already went out live
                 message = Message(
                     topic=stored.topic,
                     payload=stored.payload,
@@ -558,6 +584,12 @@ class Broker:
             await asyncio.sleep(0)
         if delivered:
             self.writer.submit(lambda: store.touch_retained(delivered), wait=False)
+
+
+def _stored_ms(outcome: store.StoredMessage | None) -> int:
+    if outcome is None:  # cleared: newer than anything stored before
+        return int(time.time() * 1000)
+    return outcome.last_modified_ms
 
 
 def _expiry_epoch(stored: store.StoredMessage | None) -> float | None:
@@ -1097,6 +1129,8 @@ class Connection:
                 elif isinstance(outcome, Exception):
                     logger.warning("%s: retained write failed: %s", self.client_id, outcome)
                     reason = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
+                elif head.message is not None:
+                    head.message.stored_ms = _stored_ms(outcome)
             if reason is None and head.message is not None:
                 self.broker.route(head.message)
             elif self.protocol_level != MQTT_5:
@@ -1155,6 +1189,7 @@ class Connection:
         for topic_filter, options, is_new in new_subscriptions:
             if options.retain_handling == 2 or (options.retain_handling == 1 and not is_new):
                 continue
+            session.retained_reads_pending += 1
             broker.spawn(broker.deliver_retained(session, topic_filter, options))
 
     def _check_subscription(
