@@ -4,7 +4,10 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from retained.models import AccessKey, RetainedMessage
+from retained.admin_views.policy_admin import PolicyAdmin
+from retained.models import AccessKey, Policy, RetainedMessage
+
+admin.site.register(Policy, PolicyAdmin)
 
 
 @admin.register(AccessKey)
