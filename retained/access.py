@@ -26,6 +26,7 @@ from retained.models import Counter, Policy, PolicyAttachment, PolicyTarget, Pol
 from retained.policy import (
     ContextValue,
     Decision,
+    Effect,
     EvaluationResult,
     PolicyDocument,
     PolicyParseError,
@@ -100,8 +101,27 @@ class Snapshot:
         ]
 
 
+def _unrestricted_policy(policies: Sequence[tuple[str, PolicyDocument]]) -> str | None:
+    """The policy that allows every action on every resource without conditions, when no
+    policy of the principal denies anything; then no request needs a full evaluation."""
+    unrestricted = None
+    for name, document in policies:
+        for statement in document.statements:
+            if statement.effect is Effect.DENY:
+                return None
+            opens_all = (
+                not statement.conditions
+                and any(str(action).lower() in ("*", "iot:*") for action in statement.actions)
+                and any(resource.source == "*" for resource in statement.resources)
+            )
+            if opens_all and unrestricted is None:
+                unrestricted = name
+    return unrestricted
+
+
 _lock = threading.Lock()
 _snapshot: Snapshot | None = None
+_unrestricted: dict[tuple[int, Principal], str | None] = {}
 _decisions: dict[tuple[object, ...], EvaluationResult] = {}
 
 ROOT_RESULT = EvaluationResult(
@@ -164,6 +184,7 @@ def install_snapshot(snapshot: Snapshot) -> None:
     with _lock:
         _snapshot = snapshot
         _decisions.clear()
+        _unrestricted.clear()
 
 
 def reload() -> Snapshot:
@@ -216,6 +237,16 @@ def authorize(
         snapshot = reload()
     if snapshot.is_root(principal):
         return ROOT_RESULT
+    open_key = (id(snapshot), principal)
+    if open_key not in _unrestricted:
+        _unrestricted[open_key] = _unrestricted_policy(snapshot.policies(principal))
+    unrestricted = _unrestricted[open_key]
+    if unrestricted is not None:
+        return EvaluationResult(
+            decision=Decision.ALLOWED,
+            reason=f"allowed by policy {unrestricted!r} (every action on every resource)",
+            policy_name=unrestricted,
+        )
     full_context: dict[str, ContextValue] = dict(context or {})
     if principal.kind == "user":
         full_context.setdefault("aws:username", principal.name)

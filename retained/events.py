@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,14 @@ class RetainedChanged:
     last_modified_ms: int | None = None
 
     def as_message(self) -> dict[str, Any]:
-        return {"type": "retained.changed", **asdict(self)}
+        return {
+            "type": "retained.changed",
+            "topic": self.topic,
+            "change": self.change,
+            "qos": self.qos,
+            "payload_size": self.payload_size,
+            "last_modified_ms": self.last_modified_ms,
+        }
 
 
 Listener = Callable[[RetainedChanged], None]

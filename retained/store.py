@@ -533,6 +533,70 @@ def iter_retained_matching(
         yield chunk
 
 
+_DELIVERY_COLUMNS = (
+    "topic",
+    "payload",
+    "qos",
+    "content_type",
+    "payload_format_indicator",
+    "response_topic",
+    "correlation_data",
+    "user_properties",
+    "message_expiry_interval",
+    "last_modified_ms",
+    "last_accessed_at",
+    "expires_at",
+    "set_by_kind",
+    "set_by",
+)
+
+
+def _stored_from_columns(values: tuple[Any, ...]) -> StoredMessage:
+    # fmt: off
+    (topic, payload, qos, content_type, pfi, response_topic, correlation, user_properties,
+     expiry, last_modified_ms, last_accessed_at, expires_at, set_by_kind, set_by) = values
+    # fmt: on
+    return StoredMessage(
+        topic=topic,
+        payload=bytes(payload),
+        qos=qos,
+        properties=MessageProperties(
+            content_type=content_type,
+            payload_format_indicator=pfi,
+            response_topic=response_topic,
+            correlation_data=bytes(correlation) if correlation is not None else None,
+            user_properties=tuple((str(k), str(v)) for k, v in user_properties)
+            if user_properties
+            else (),
+            message_expiry_interval=expiry,
+        ),
+        last_modified_ms=last_modified_ms,
+        last_accessed_at=last_accessed_at,
+        expires_at=expires_at,
+        set_by=Actor(kind=SetByKind(set_by_kind), name=set_by),
+    )
+
+
+def retained_matching_page(
+    topic_filter: str, *, after: str | None, limit: int = 2000, now: datetime | None = None
+) -> tuple[list[StoredMessage], str | None]:
+    """One keyset page of live retained messages matching `topic_filter` (topic order).
+
+    Returns the matching messages and the topic to continue after (None when done). Reads
+    plain values, not model instances: delivering 100,000 retained messages is a hot path.
+    """
+    now = now or timezone.now()
+    prefix = _literal_prefix(topic_filter)
+    rows = RetainedMessage.objects.filter(_not_expired(now))
+    if prefix:
+        rows = rows.filter(topic__startswith=prefix)
+    if after is not None:
+        rows = rows.filter(topic__gt=after)
+    values = list(rows.order_by("topic").values_list(*_DELIVERY_COLUMNS)[:limit])
+    matching = [_stored_from_columns(v) for v in values if topic_matches(topic_filter, v[0])]
+    return matching, (values[-1][0] if len(values) == limit else None)
+
+
 def touch_retained(topics: list[str], *, now: datetime | None = None) -> int:
     """Move the last-accessed clock of `topics` (deliveries count as accesses)."""
     now = now or timezone.now()
@@ -569,3 +633,135 @@ def count_retained() -> int:
     """The maintained number of stored retained messages (expired but unswept included)."""
     counter = Counter.objects.filter(name=RETAINED_COUNTER).first()
     return counter.value if counter else 0
+
+
+# --- the console's list: filtered, sorted keyset pages ----------------------------------------
+
+# "topic" or "updated" (time of the last update).
+ConsoleOrder = str
+CONSOLE_ORDERS = ("topic", "updated")
+# A keyset position: (topic,) when ordered by topic, (last_modified_ms, id) when ordered by
+# time of update (the last_modified_ms index carries the row id, so SQLite serves the whole
+# ORDER BY from it).
+ConsoleKey = tuple[str | int, ...]
+
+# A topic-filter search matches in Python (the one topic matcher), so a filter without a
+# literal prefix may have to look at many rows; one page request looks at no more than this.
+CONSOLE_SCAN_BUDGET = 50_000
+_CONSOLE_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleRow:
+    """A retained message as one row of the console's list."""
+
+    id: int
+    topic: str
+    qos: int
+    payload_size: int
+    last_modified_ms: int
+    expires_at: datetime | None
+
+    def key(self, order: ConsoleOrder) -> ConsoleKey:
+        """Its keyset position in `order`."""
+        return (self.topic,) if order == "topic" else (self.last_modified_ms, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolePage:
+    """Rows in traversal order; `resume_after` is where the next call continues (None: no
+    more rows that way). `budget_exhausted`: a filter search stopped early (see
+    CONSOLE_SCAN_BUDGET), so the page may hold fewer rows although more may match."""
+
+    rows: list[ConsoleRow]
+    resume_after: ConsoleKey | None
+    budget_exhausted: bool = False
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string that starts with `prefix` (code point
+    order, which is also UTF-8 byte order), or None when there is none."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:  # skip the surrogates, which cannot be stored
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+def _after_key(order: ConsoleOrder, key: ConsoleKey, *, forwards: bool) -> Q:
+    """Rows strictly after `key` in traversal order, written as a range on the index."""
+    if order == "topic":
+        return Q(topic__gt=key[0]) if forwards else Q(topic__lt=key[0])
+    moment, row_id = key[0], key[1]
+    if forwards:
+        return Q(last_modified_ms__gte=moment) & ~Q(last_modified_ms=moment, id__lte=row_id)
+    return Q(last_modified_ms__lte=moment) & ~Q(last_modified_ms=moment, id__gte=row_id)
+
+
+def console_page(
+    *,
+    order: ConsoleOrder,
+    forwards: bool,
+    limit: int,
+    after: ConsoleKey | None = None,
+    contains: str = "",
+    topic_filter: str = "",
+    scan_budget: int = CONSOLE_SCAN_BUDGET,
+    now: datetime | None = None,
+) -> ConsolePage:
+    """Up to `limit` live retained messages after `after`, walking `order` ascending
+    (forwards) or descending. Keyset only (never OFFSET), on the topic or last_modified_ms
+    index.
+
+    `contains`: a case-insensitive topic substring (matched by the database).
+    `topic_filter`: a valid MQTT topic filter; rows are narrowed to its literal prefix by a
+    range on the topic index, then matched with `topic_matches`.
+    """
+    if order not in CONSOLE_ORDERS:
+        raise ValueError(f"unknown order {order!r}")
+    now = now or timezone.now()
+    rows = RetainedMessage.objects.filter(_not_expired(now))
+    if contains:
+        rows = rows.filter(topic__icontains=contains)
+    if topic_filter:
+        prefix = _literal_prefix(topic_filter)
+        if prefix:
+            rows = rows.filter(topic__gte=prefix)
+            upper = _prefix_upper_bound(prefix)
+            if upper is not None:
+                rows = rows.filter(topic__lt=upper)
+    fields = ("topic",) if order == "topic" else ("last_modified_ms", "id")
+    rows = rows.order_by(*(name if forwards else f"-{name}" for name in fields))
+    columns = ("id", "topic", "qos", "payload_size", "last_modified_ms", "expires_at")
+
+    def fetch(position: ConsoleKey | None, count: int) -> list[ConsoleRow]:
+        selected = rows
+        if position is not None:
+            selected = rows.filter(_after_key(order, position, forwards=forwards))
+        return [ConsoleRow(*values) for values in selected.values_list(*columns)[:count]]
+
+    if not topic_filter:
+        fetched = fetch(after, limit + 1)
+        found = fetched[:limit]
+        more = len(fetched) > limit
+        return ConsolePage(rows=found, resume_after=found[-1].key(order) if more else None)
+
+    matched: list[ConsoleRow] = []
+    position = after
+    scanned = 0
+    while True:
+        chunk = fetch(position, _CONSOLE_CHUNK)
+        for row in chunk:
+            scanned += 1
+            position = row.key(order)
+            if topic_matches(topic_filter, row.topic):
+                if len(matched) == limit:  # one more match exists: there is a next page
+                    return ConsolePage(rows=matched, resume_after=matched[-1].key(order))
+                matched.append(row)
+            if scanned >= scan_budget:
+                return ConsolePage(rows=matched, resume_after=position, budget_exhausted=True)
+        if len(chunk) < _CONSOLE_CHUNK:
+            return ConsolePage(rows=matched, resume_after=None)

@@ -287,6 +287,8 @@ class Broker:
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.policy_refresher = policy_refresher
+        self.policy_epoch = 0  # moves whenever the refresher returns something new
+        self._policy_state: object = None
         self.loop = loop or asyncio.get_event_loop()
         self.writer = DatabaseWriter(self.loop)
         self.index = SubscriptionIndex()
@@ -330,7 +332,7 @@ class Broker:
                 )
             self.sessions[record.client_id] = session
         if self.policy_refresher is not None:
-            await asyncio.to_thread(_in_django_thread, self.policy_refresher)
+            self._policy_state = await asyncio.to_thread(_in_django_thread, self.policy_refresher)
         self._sweeper = self.loop.create_task(self._sweep_forever())
         self._refresher = self.loop.create_task(self._refresh_policies_forever())
         self.started = True
@@ -371,9 +373,13 @@ class Broker:
         while True:
             await asyncio.sleep(POLICY_REFRESH_SECONDS)
             try:
-                await asyncio.to_thread(_in_django_thread, self.policy_refresher)
+                state = await asyncio.to_thread(_in_django_thread, self.policy_refresher)
             except Exception:
                 logger.exception("policy refresh failed; keeping the previous policies")
+                continue
+            if state is not self._policy_state:
+                self._policy_state = state
+                self.policy_epoch += 1
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -486,9 +492,7 @@ class Broker:
         principal = connection.principal if connection is not None else None
         if principal is None:
             return True  # offline: checked again when the queued message is sent
-        return self.authorizer(
-            principal, "iot:Receive", self.topic_arn(topic), {"iot:ClientId": session.client_id}
-        )
+        return connection.allowed("iot:Receive", self.topic_arn(topic))  # type: ignore[union-attr]
 
     def topic_arn(self, topic: str) -> str:
         return f"arn:aws:iot:{self.config.region}:{self.config.account_id}:topic/{topic}"
@@ -551,39 +555,52 @@ class Broker:
         if share_group is not None:
             return  # shared subscriptions never get retained messages on subscribe
         if self.config.wildcard_delivery:
-            chunks = await asyncio.to_thread(
-                _in_django_thread, lambda: list(store.iter_retained_matching(plain_filter))
-            )
+            delivered: list[str] = []
+            after: str | None = None
+            while session.connection is not None:
+                chunk, after = await asyncio.to_thread(
+                    _in_django_thread,
+                    partial(store.retained_matching_page, plain_filter, after=after),
+                )
+                delivered += self._deliver_stored(session, chunk, options)
+                if after is None:
+                    break
         elif is_wildcard_filter(plain_filter):
             return  # AWS: retained delivered on exact-match subscribe only
         else:
             found = await asyncio.to_thread(
                 _in_django_thread, lambda: store.get_retained(plain_filter, touch=False)
             )
-            chunks = [[found]] if found is not None else []
-        delivered: list[str] = []
-        for chunk in chunks:
-            now = time.time()
-            for stored in chunk:
-                if session.connection is None:
-                    break
-                if not self._may_receive(session, stored.topic):
-                    continue
-                if session.live_retained_seen.get(stored.topic, -1) >= stored.last_modified_ms:
-                    continue  # this one, or a newer one, already went out live
-                message = Message(
-                    topic=stored.topic,
-                    payload=stored.payload,
-                    qos=stored.qos,
-                    retain=True,
-                    properties=properties_from_store(stored.properties),
-                    expires_at=_expiry_epoch(stored),
-                )
-                session.deliver(message, options, retained_delivery=True, now=now)
-                delivered.append(stored.topic)
-            await asyncio.sleep(0)
+            delivered = self._deliver_stored(session, [found] if found else [], options)
         if delivered:
             self.writer.submit(lambda: store.touch_retained(delivered), wait=False)
+
+    def _deliver_stored(
+        self,
+        session: Session,
+        chunk: list[store.StoredMessage],
+        options: SubscriptionOptions,
+    ) -> list[str]:
+        delivered: list[str] = []
+        now = time.time()
+        for stored in chunk:
+            if session.connection is None:
+                break
+            if not self._may_receive(session, stored.topic):
+                continue
+            if session.live_retained_seen.get(stored.topic, -1) >= stored.last_modified_ms:
+                continue  # this one, or a newer one, already went out live
+            message = Message(
+                topic=stored.topic,
+                payload=stored.payload,
+                qos=stored.qos,
+                retain=True,
+                properties=properties_from_store(stored.properties),
+                expires_at=_expiry_epoch(stored),
+            )
+            session.deliver(message, options, retained_delivery=True, now=now)
+            delivered.append(stored.topic)
+        return delivered
 
 
 def _stored_ms(outcome: store.StoredMessage | None) -> int:
@@ -657,7 +674,25 @@ class Connection:
         self.client_max_packet = limits.max_packet_bytes * 64
         self._pipeline: deque[_Inbound] = deque()
         self._inbound_qos1 = 0  # QoS 1 publishes received and not yet acknowledged
+        self._decisions: dict[tuple[str, str], bool] = {}
+        self._decisions_epoch = -1
         self._first_bytes = b""
+
+    def allowed(self, action: str, resource: str) -> bool:
+        """This connection's policy decision (cached until the broker's policies change)."""
+        broker = self.broker
+        if self._decisions_epoch != broker.policy_epoch or len(self._decisions) > 4096:
+            self._decisions.clear()
+            self._decisions_epoch = broker.policy_epoch
+        key = (action, resource)
+        decision = self._decisions.get(key)
+        if decision is None:
+            principal = self.principal
+            decision = principal is not None and broker.authorizer(
+                principal, action, resource, {"iot:ClientId": self.client_id or ""}
+            )
+            self._decisions[key] = decision
+        return decision
 
     # --- transport side --------------------------------------------------------------------
     def read_timeout(self) -> float:
@@ -1097,12 +1132,11 @@ class Connection:
         broker = self.broker
         principal = self.principal
         assert principal is not None
-        context = {"iot:ClientId": self.client_id}
         arn = broker.topic_arn(topic)
-        if not broker.authorizer(principal, "iot:Publish", arn, context):
+        if not self.allowed("iot:Publish", arn):
             return ReasonCode.NOT_AUTHORIZED
         if publish.retain:
-            if not broker.authorizer(principal, "iot:RetainPublish", arn, context):
+            if not self.allowed("iot:RetainPublish", arn):
                 return ReasonCode.NOT_AUTHORIZED
             if topic.startswith("$aws/"):
                 return ReasonCode.TOPIC_NAME_INVALID  # AWS: no retained publishes to $aws/
@@ -1208,12 +1242,7 @@ class Connection:
         existing = broker.index.subscriptions_of(session.client_id)
         if topic_filter not in existing and len(existing) >= limits.subscriptions_per_connection:
             return ReasonCode.QUOTA_EXCEEDED  # AWS: 50 subscriptions per connection
-        if not broker.authorizer(
-            principal,
-            "iot:Subscribe",
-            broker.topicfilter_arn(topic_filter),
-            {"iot:ClientId": session.client_id},
-        ):
+        if not self.allowed("iot:Subscribe", broker.topicfilter_arn(topic_filter)):
             return ReasonCode.NOT_AUTHORIZED
         return None
 

@@ -13,23 +13,40 @@ READ_SIZE = 65_536
 
 
 class StreamTransport:
-    """The `Transport` a Connection writes to, over an asyncio StreamWriter."""
+    """The `Transport` a Connection writes to, over an asyncio StreamWriter.
 
-    __slots__ = ("_writer",)
+    Writes made during one turn of the event loop are joined and handed to the socket once,
+    at the end of the turn: a burst of small packets (PUBACKs, fan-out) costs one send().
+    """
+
+    __slots__ = ("_chunks", "_loop", "_pending", "_writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._chunks: list[bytes] = []
+        self._pending = 0
 
     def write(self, data: bytes) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(data)
+        if self._writer.is_closing():
+            return
+        if not self._chunks:
+            self._loop.call_soon(self._flush)
+        self._chunks.append(data)
+        self._pending += len(data)
+
+    def _flush(self) -> None:
+        chunks, self._chunks, self._pending = self._chunks, [], 0
+        if chunks and not self._writer.is_closing():
+            self._writer.write(b"".join(chunks))
 
     def close(self) -> None:
+        self._flush()
         if not self._writer.is_closing():
             self._writer.close()
 
     def write_buffer_size(self) -> int:
-        return self._writer.transport.get_write_buffer_size()
+        return self._pending + self._writer.transport.get_write_buffer_size()
 
 
 async def serve_connection(

@@ -7,10 +7,12 @@ import asyncio
 import signal
 from typing import Any
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from console import live
-from retained.broker.service import start_broker
+from retained.bootstrap import ANONYMOUS_LOCAL_POLICY, ensure_anonymous_local_policy
+from retained.broker.service import is_loopback, start_broker
 
 
 class Command(BaseCommand):
@@ -21,6 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--mqtt-port", type=int, default=1883)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        if ensure_anonymous_local_policy(mqtt_on_loopback=is_loopback(options["bind"])):
+            self.stdout.write(f"Seeded the {ANONYMOUS_LOCAL_POLICY!r} policy (see README)")
         asyncio.run(self._main(options["bind"], options["mqtt_port"]))
 
     async def _main(self, bind: str, mqtt_port: int) -> None:
