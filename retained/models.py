@@ -192,9 +192,24 @@ class PolicyAttachment(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["policy", "target", "user", "group", "certificate_id"],
-                name="unique_policy_attachment",
-                nulls_distinct=False,
+                fields=["policy", "user"],
+                condition=models.Q(target="user"),
+                name="unique_policy_user",
+            ),
+            models.UniqueConstraint(
+                fields=["policy", "group"],
+                condition=models.Q(target="group"),
+                name="unique_policy_group",
+            ),
+            models.UniqueConstraint(
+                fields=["policy", "certificate_id"],
+                condition=models.Q(target="certificate"),
+                name="unique_policy_certificate",
+            ),
+            models.UniqueConstraint(
+                fields=["policy"],
+                condition=models.Q(target="anonymous"),
+                name="unique_policy_anonymous",
             ),
         ]
 
