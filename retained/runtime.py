@@ -32,3 +32,18 @@ def set_broker(broker: Any, loop: asyncio.AbstractEventLoop | None = None) -> No
 def broker_and_loop() -> tuple[Any, asyncio.AbstractEventLoop | None]:
     with _lock:
         return _broker, _loop
+
+
+_mqtt_port: int | None = None
+
+
+def set_mqtt_port(port: int | None) -> None:
+    global _mqtt_port
+    with _lock:
+        _mqtt_port = port
+
+
+def mqtt_port() -> int | None:
+    """The MQTT port the broker in this process listens on (None when none runs here)."""
+    with _lock:
+        return _mqtt_port

@@ -91,6 +91,7 @@ async def start_broker(*, bind: str, mqtt_port: int) -> RunningBroker:
     await broker.start()
     listener = await start_tcp_listener(broker, bind, mqtt_port)
     runtime.set_broker(broker, loop)
+    runtime.set_mqtt_port(mqtt_port)
     runtime.set_broker_status("ok")
     logger.info(
         "broker ready: anonymous clients %s, retained delivery %s",

@@ -5,32 +5,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('retained', '0003_policies'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("retained", "0003_policies"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='policyattachment',
-            name='unique_policy_attachment',
+            model_name="policyattachment",
+            name="unique_policy_attachment",
         ),
         migrations.AddConstraint(
-            model_name='policyattachment',
-            constraint=models.UniqueConstraint(condition=models.Q(('target', 'user')), fields=('policy', 'user'), name='unique_policy_user'),
+            model_name="policyattachment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("target", "user")),
+                fields=("policy", "user"),
+                name="unique_policy_user",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policyattachment',
-            constraint=models.UniqueConstraint(condition=models.Q(('target', 'group')), fields=('policy', 'group'), name='unique_policy_group'),
+            model_name="policyattachment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("target", "group")),
+                fields=("policy", "group"),
+                name="unique_policy_group",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policyattachment',
-            constraint=models.UniqueConstraint(condition=models.Q(('target', 'certificate')), fields=('policy', 'certificate_id'), name='unique_policy_certificate'),
+            model_name="policyattachment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("target", "certificate")),
+                fields=("policy", "certificate_id"),
+                name="unique_policy_certificate",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policyattachment',
-            constraint=models.UniqueConstraint(condition=models.Q(('target', 'anonymous')), fields=('policy',), name='unique_policy_anonymous'),
+            model_name="policyattachment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("target", "anonymous")),
+                fields=("policy",),
+                name="unique_policy_anonymous",
+            ),
         ),
     ]
