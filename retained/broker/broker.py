@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -699,24 +699,44 @@ class Connection:
         """Keep-alive x 1.5 ([MQTT-3.1.2-22]); before CONNECT a short connect timeout."""
         return self.state.keep_alive * 1.5 if self.state.connacked else CONNECT_TIMEOUT_SECONDS
 
-    async def data_received(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """Process received bytes. Returns a coroutine when a CONNECT must be authenticated
+        first: the transport awaits it, and feeds nothing more until it is done."""
         if self.closed:
-            return
+            return None
         if not self.state.connacked and len(self._first_bytes) < 16:
             self._first_bytes += data[:16]
+        error: ProtocolError | None = None
         try:
             packets = self.decoder.feed(data)
-        except ProtocolError as error:
-            for packet in error.packets:
-                await self._handle(packet)
-                if self.closed:
-                    return
-            self._protocol_failure(error)
-            return
-        for packet in packets:
-            await self._handle(packet)
+        except ProtocolError as failure:
+            packets, error = list(failure.packets), failure
+        return self._process(packets, error)
+
+    def _process(
+        self, packets: list[Packet], error: ProtocolError | None
+    ) -> Coroutine[Any, Any, None] | None:
+        for index, packet in enumerate(packets):
+            if isinstance(packet, Connect) and not self.state.connacked and self.client_id is None:
+                return self._connect_then(packet, packets[index + 1 :], error)
+            self._handle(packet)
             if self.closed:
-                return
+                return None
+        if error is not None:
+            self._protocol_failure(error)
+        return None
+
+    async def _connect_then(
+        self, connect: Connect, rest: list[Packet], error: ProtocolError | None
+    ) -> None:
+        await self._on_connect(connect)
+        if not self.closed:
+            self._process(rest, error)  # a second CONNECT in `rest` is a violation, not awaited
+
+    async def data_received(self, data: bytes) -> None:
+        pending = self.feed(data)
+        if pending is not None:
+            await pending
 
     def keep_alive_expired(self) -> None:
         logger.info("%s: keep-alive expired", self.client_id or self.peer)
@@ -835,12 +855,9 @@ class Connection:
         )
 
     # --- input -----------------------------------------------------------------------------
-    async def _handle(self, packet: Packet) -> None:
+    def _handle(self, packet: Packet) -> None:
         if isinstance(packet, Connect):
-            if self.state.connacked or self.client_id is not None:
-                self._violation(ReasonCode.PROTOCOL_ERROR, "second CONNECT")  # [MQTT-3.1.0-2]
-                return
-            await self._on_connect(packet)
+            self._violation(ReasonCode.PROTOCOL_ERROR, "second CONNECT")  # [MQTT-3.1.0-2]
         elif not self.state.connacked:
             self._violation(ReasonCode.PROTOCOL_ERROR, "packet before CONNECT")
         elif isinstance(packet, Publish):

@@ -1,87 +1,157 @@
-"""The asyncio TCP listener: bytes from sockets into `Connection`, and back."""
+"""The asyncio TCP listener: bytes from sockets into `Connection`, and back.
+
+A plain asyncio Protocol per socket (no reader task, no stream objects): an idle connection
+costs a few small objects, which matters with thousands of devices.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from typing import Any
 
 from retained.broker.broker import Broker, Connection
 
 logger = logging.getLogger("retained.broker")
 
-READ_SIZE = 65_536
+# Stop reading a client whose answers pile up unsent; resume once they drained.
+_PAUSE_READING_ABOVE = 4 << 20
 
 
-class StreamTransport:
-    """The `Transport` a Connection writes to, over an asyncio StreamWriter.
+class MqttProtocol(asyncio.Protocol):
+    """One TCP connection. Also the `Transport` its Connection writes to: writes made in one
+    turn of the event loop are joined and handed to the socket once, at the end of the turn."""
 
-    Writes made during one turn of the event loop are joined and handed to the socket once,
-    at the end of the turn: a burst of small packets (PUBACKs, fan-out) costs one send().
-    """
-
-    __slots__ = ("_chunks", "_loop", "_pending", "_writer")
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._loop = asyncio.get_running_loop()
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.loop = broker.loop
+        self.transport: asyncio.Transport | None = None
+        self.connection: Connection | None = None
         self._chunks: list[bytes] = []
-        self._pending = 0
+        self._pending_bytes = 0
+        self._backlog: deque[bytes] = deque()
+        self._busy: asyncio.Task[None] | None = None
+        self._last_read = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
 
+    # --- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_PAUSE_READING_ABOVE)
+        peer = transport.get_extra_info("peername")
+        self.connection = Connection(self.broker, self, peer=str(peer))
+        self._last_read = self.loop.time()
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
+        if self._busy is not None:
+            self._backlog.append(data)  # a CONNECT is being authenticated: keep the order
+            return
+        self._feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._busy is not None:
+            self._busy.cancel()
+        if self.connection is not None:
+            self.connection.connection_lost()
+        self._chunks.clear()
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # --- input ------------------------------------------------------------------------------
+    def _feed(self, data: bytes) -> None:
+        connection = self.connection
+        assert connection is not None
+        pending = connection.feed(data)
+        if pending is not None:
+            self._busy = self.loop.create_task(self._finish(pending))
+        if connection.closed:
+            self.close()
+
+    async def _finish(self, pending: Any) -> None:
+        try:
+            await pending
+        except Exception:
+            logger.exception(
+                "%s: CONNECT handling failed", self.connection and self.connection.peer
+            )
+            self.close()
+            return
+        finally:
+            self._busy = None
+        while self._backlog and self._busy is None and self.transport is not None:
+            self._feed(self._backlog.popleft())
+        if self.connection is not None and self.connection.closed:
+            self.close()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        connection = self.connection
+        if connection is None or connection.closed:
+            return
+        deadline = self._last_read + connection.read_timeout()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._check_silence)
+
+    def _check_silence(self) -> None:
+        """Keep-alive: a client silent for 1.5x its keep-alive (or before CONNECT, the
+        connect timeout) is closed. Re-armed lazily instead of on every packet."""
+        self._timer = None
+        connection = self.connection
+        if connection is None or connection.closed:
+            return
+        if self.loop.time() - self._last_read >= connection.read_timeout():
+            connection.keep_alive_expired()
+            self.close()
+        else:
+            self._arm_timer()
+
+    # --- the Transport the Connection writes to ---------------------------------------------
     def write(self, data: bytes) -> None:
-        if self._writer.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
         if not self._chunks:
-            self._loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self._chunks.append(data)
-        self._pending += len(data)
+        self._pending_bytes += len(data)
 
     def _flush(self) -> None:
-        chunks, self._chunks, self._pending = self._chunks, [], 0
-        if chunks and not self._writer.is_closing():
-            self._writer.write(b"".join(chunks))
+        chunks, self._chunks, self._pending_bytes = self._chunks, [], 0
+        transport = self.transport
+        if chunks and transport is not None and not transport.is_closing():
+            transport.write(b"".join(chunks))
 
     def close(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
         self._flush()
-        if not self._writer.is_closing():
-            self._writer.close()
+        transport.close()
 
     def write_buffer_size(self) -> int:
-        return self._pending + self._writer.transport.get_write_buffer_size()
-
-
-async def serve_connection(
-    broker: Broker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    peer = writer.get_extra_info("peername")
-    connection = Connection(broker, StreamTransport(writer), peer=str(peer))
-    try:
-        while not connection.closed:
-            try:
-                async with asyncio.timeout(connection.read_timeout()):
-                    data = await reader.read(READ_SIZE)
-            except TimeoutError:
-                connection.keep_alive_expired()
-                break
-            if not data:
-                break
-            await connection.data_received(data)
-            if writer.transport.get_write_buffer_size() > broker.config.write_buffer_high_water * 4:
-                # Our own answers pile up: let the socket drain before reading more.
-                await writer.drain()
-    except (ConnectionError, OSError) as error:
-        logger.debug("%s: connection error: %s", peer, error)
-    except Exception:
-        logger.exception("%s: connection failed", peer)
-    finally:
-        connection.connection_lost()
-        if not writer.is_closing():
-            writer.close()
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self._pending_bytes + buffered
 
 
 async def start_tcp_listener(broker: Broker, host: str, port: int) -> asyncio.Server:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_connection(broker, reader, writer)
-
-    server = await asyncio.start_server(handle, host, port, limit=READ_SIZE, backlog=1024)
-    logger.info("MQTT listening on %s:%d", host, port)
+    server = await broker.loop.create_server(lambda: MqttProtocol(broker), host, port, backlog=1024)
+    for sock in server.sockets:
+        logger.info("MQTT listening on %s", sock.getsockname())
     return server
