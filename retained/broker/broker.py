@@ -252,7 +252,11 @@ class Session:
         now = time.time()
         while self.pending and len(self.inflight) < self.send_quota:
             outgoing = self.pending.popleft()
-            if outgoing.expires_at is not None and outgoing.expires_at <= now:
+            expired = outgoing.expires_at is not None and outgoing.expires_at <= now
+            # Queued while offline, it was not checked then: iot:Receive decides now.
+            denied = not connection.allowed("iot:Receive", self.broker.topic_arn(outgoing.topic))
+            if expired or denied:
+                outgoing.acked = True
                 if outgoing.row_id is not None:
                     self.broker.forget_queued(outgoing.row_id)
                 continue

@@ -21,8 +21,9 @@ values literal. Pure module: standard library only.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
 __all__ = [
@@ -45,12 +46,6 @@ class Wildcard(enum.Enum):
 Token = str | Wildcard
 """One element of a pattern: literal text (a ``str``, never special) or a wildcard."""
 
-# A segment is the part of a pattern between two ANY_RUN wildcards, one item per
-# character: a literal character, or None for ANY_CHAR. Segments have a fixed length,
-# which is what makes the leftmost-placement matching below correct.
-_Segment = tuple[str | None, ...]
-_CharEquals = Callable[[str, str], bool]
-
 
 def _normalise(tokens: Iterable[Token]) -> tuple[Token, ...]:
     """Merge adjacent literals, drop empty ones, collapse runs of ``*`` (same language)."""
@@ -66,22 +61,6 @@ def _normalise(tokens: Iterable[Token]) -> tuple[Token, ...]:
             continue
         out.append(token)
     return tuple(out)
-
-
-def _segments(tokens: tuple[Token, ...]) -> tuple[_Segment, ...]:
-    segments: list[_Segment] = []
-    current: list[str | None] = []
-    for token in tokens:
-        if token is Wildcard.ANY_RUN:
-            segments.append(tuple(current))
-            current = []
-        elif token is Wildcard.ANY_CHAR:
-            current.append(None)
-        else:
-            assert isinstance(token, str)
-            current.extend(token)
-    segments.append(tuple(current))
-    return tuple(segments)
 
 
 def escape_literal(text: str) -> str:
@@ -105,13 +84,11 @@ class Pattern:
     """A parsed glob. Compare with ``==``; ``str()`` gives it back in policy syntax."""
 
     tokens: tuple[Token, ...]
-    _segments: tuple[_Segment, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # frozen: normalise through object.__setattr__ so equal languages compare equal
         tokens = _normalise(self.tokens)
         object.__setattr__(self, "tokens", tokens)
-        object.__setattr__(self, "_segments", _segments(tokens))
 
     @classmethod
     def from_tokens(cls, tokens: Iterable[Token]) -> Pattern:
@@ -153,49 +130,26 @@ class Pattern:
 
     def matches(self, text: str, *, case_sensitive: bool = True) -> bool:
         """Whether the whole of ``text`` matches (anchored at both ends)."""
-        equals = _equals if case_sensitive else _equals_ignoring_case
-        segments = self._segments
-        if len(segments) == 1:
-            only = segments[0]
-            return len(only) == len(text) and _matches_at(only, text, 0, equals)
-        first, last = segments[0], segments[-1]
-        start, end = len(first), len(text) - len(last)
-        if start > end:
-            return False
-        if not (_matches_at(first, text, 0, equals) and _matches_at(last, text, end, equals)):
-            return False
-        for segment in segments[1:-1]:
-            # Leftmost placement of each fixed-length segment leaves the most room for
-            # the following ones, so no backtracking is needed.
-            found = _find(segment, text, start, end, equals)
-            if found < 0:
-                return False
-            start = found + len(segment)
-        return True
+        if self.is_literal:
+            literal = "".join(self.tokens)  # type: ignore[arg-type]
+            return literal == text if case_sensitive else literal.casefold() == text.casefold()
+        return _compiled(self.tokens, case_sensitive).fullmatch(text) is not None
 
 
-def _equals(a: str, b: str) -> bool:
-    return a == b
-
-
-def _equals_ignoring_case(a: str, b: str) -> bool:
-    # Per character, so that '?' still stands for exactly one character of the text.
-    return a == b or a.casefold() == b.casefold()
-
-
-def _matches_at(segment: _Segment, text: str, position: int, equals: _CharEquals) -> bool:
-    for offset, item in enumerate(segment):
-        if item is not None and not equals(item, text[position + offset]):
-            return False
-    return True
-
-
-def _find(segment: _Segment, text: str, start: int, end: int, equals: _CharEquals) -> int:
-    """Leftmost position in [start, end - len(segment)] where ``segment`` matches, or -1."""
-    for position in range(start, end - len(segment) + 1):
-        if _matches_at(segment, text, position, equals):
-            return position
-    return -1
+@lru_cache(maxsize=8192)
+def _compiled(tokens: tuple[Token, ...], case_sensitive: bool) -> re.Pattern[str]:
+    """The pattern as a regular expression: every literal run escaped (so '+', '.', '['
+    stay literal), '*' as '.*' and '?' as '.' (DOTALL: they match any character)."""
+    parts = [
+        ".*"
+        if token is Wildcard.ANY_RUN
+        else "."
+        if token is Wildcard.ANY_CHAR
+        else re.escape(token)
+        for token in tokens
+    ]
+    flags = re.DOTALL if case_sensitive else re.DOTALL | re.IGNORECASE
+    return re.compile("".join(parts), flags)
 
 
 @lru_cache(maxsize=4096)
