@@ -14,7 +14,7 @@ from django.shortcuts import render
 
 from retained import access
 from retained.access import Principal
-from retained.policy import topic_arn
+from retained.policy import Effect, topic_arn
 
 LIST = "iot:ListRetainedMessages"
 GET = "iot:GetRetainedMessage"
@@ -71,6 +71,28 @@ def evaluate(principal: Principal, actions: Sequence[str], resource: str) -> Per
             missing.append(action)
             reasons.append(access.denial_message(action, resource, result))
     return Permission(tuple(actions), resource, tuple(missing), "; ".join(reasons))
+
+
+def creatable(user: AbstractBaseUser | AnonymousUser) -> Permission:
+    """Whether "Create retained message" can lead anywhere: the topic is not known yet, so
+    this asks whether any Allow statement of the user's policies grants each write action
+    (on some resource). The topic itself is checked when the form is submitted."""
+    snapshot = access.refresh_if_stale()
+    principal = principal_of(user)
+    if snapshot.is_root(principal):
+        return Permission(WRITE, "*", ())
+    policies = snapshot.policies(principal)
+    missing = tuple(
+        action
+        for action in WRITE
+        if not any(
+            statement.effect is Effect.ALLOW
+            and any(pattern.matches(action, case_sensitive=False) for pattern in statement.actions)
+            for _, document in policies
+            for statement in document.statements
+        )
+    )
+    return Permission(WRITE, "*", missing)
 
 
 def forbidden(request: HttpRequest, permission: Permission) -> HttpResponse:

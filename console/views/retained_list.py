@@ -28,6 +28,7 @@ def retained_list(request: HttpRequest) -> HttpResponse:
         "total": store.count_retained(),
         "page_sizes": PAGE_SIZES,
         "hints": PublishHints.for_host(request.get_host(), secure=request.is_secure()),
+        "create": gate.creatable(request.user),
     }
     template = (
         "console/retained/_results.html"
