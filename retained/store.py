@@ -645,9 +645,10 @@ CONSOLE_ORDERS = ("topic", "updated")
 # ORDER BY from it).
 ConsoleKey = tuple[str | int, ...]
 
-# A topic-filter search matches in Python (the one topic matcher), so a filter without a
-# literal prefix may have to look at many rows; one page request looks at no more than this.
-CONSOLE_SCAN_BUDGET = 50_000
+# Searches match in Python (the one topic matcher; a casefolded substring), so a rare match
+# may need many rows; one page request looks at no more than this many, then says where to
+# continue. Keeps every request around the 50 ms mark at 1,000,000 messages.
+CONSOLE_SCAN_BUDGET = 5_000
 _CONSOLE_CHUNK = 1000
 
 
@@ -716,7 +717,7 @@ def console_page(
     (forwards) or descending. Keyset only (never OFFSET), on the topic or last_modified_ms
     index.
 
-    `contains`: a case-insensitive topic substring (matched by the database).
+    `contains`: a case-insensitive topic substring.
     `topic_filter`: a valid MQTT topic filter; rows are narrowed to its literal prefix by a
     range on the topic index, then matched with `topic_matches`.
     """
@@ -724,8 +725,6 @@ def console_page(
         raise ValueError(f"unknown order {order!r}")
     now = now or timezone.now()
     rows = RetainedMessage.objects.filter(_not_expired(now))
-    if contains:
-        rows = rows.filter(topic__icontains=contains)
     if topic_filter:
         prefix = _literal_prefix(topic_filter)
         if prefix:
@@ -743,7 +742,14 @@ def console_page(
             selected = rows.filter(_after_key(order, position, forwards=forwards))
         return [ConsoleRow(*values) for values in selected.values_list(*columns)[:count]]
 
-    if not topic_filter:
+    needle = contains.casefold()
+
+    def wanted(topic: str) -> bool:
+        if needle and needle not in topic.casefold():
+            return False
+        return not topic_filter or topic_matches(topic_filter, topic)
+
+    if not topic_filter and not contains:
         fetched = fetch(after, limit + 1)
         found = fetched[:limit]
         more = len(fetched) > limit
@@ -757,7 +763,7 @@ def console_page(
         for row in chunk:
             scanned += 1
             position = row.key(order)
-            if topic_matches(topic_filter, row.topic):
+            if wanted(row.topic):
                 if len(matched) == limit:  # one more match exists: there is a next page
                     return ConsolePage(rows=matched, resume_after=matched[-1].key(order))
                 matched.append(row)
