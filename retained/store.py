@@ -648,7 +648,7 @@ ConsoleKey = tuple[str | int, ...]
 # Searches match in Python (the one topic matcher; a casefolded substring), so a rare match
 # may need many rows; one page request looks at no more than this many, then says where to
 # continue. Keeps every request around the 50 ms mark at 1,000,000 messages.
-CONSOLE_SCAN_BUDGET = 5_000
+CONSOLE_SCAN_BUDGET = 3_000
 _CONSOLE_CHUNK = 1000
 
 
