@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from retained import store
 from retained.access import ANONYMOUS, Principal
 from retained.broker import persistence
-from retained.broker.codec import MQTT_5, Decoder, ProtocolError, encode
+from retained.broker.codec import MQTT_5, Decoder, ProtocolError, encode, encode_publish
 from retained.broker.packets import (
     Auth,
     Connack,
@@ -771,16 +771,7 @@ class Connection:
     def send(self, packet: Packet) -> None:
         if self.closed:
             return
-        data = encode(packet, protocol_level=self.protocol_level)
-        if len(data) > self.client_max_packet and isinstance(packet, Publish):
-            # [MQTT-3.1.2-24]: never send more than the client accepts; the message is
-            # dropped as if delivered ([MQTT-3.1.2-25]).
-            if self.session is not None:
-                self.session.dropped_oversize += 1
-                if packet.packet_id is not None:
-                    self.session.inflight.pop(packet.packet_id, None)
-            return
-        self.transport.write(data)
+        self.transport.write(encode(packet, protocol_level=self.protocol_level))
 
     def close(self, reason: ReasonCode | None = None) -> None:
         if self.closed:
@@ -790,7 +781,7 @@ class Connection:
         self.closed = True
         self.transport.close()
 
-    def _publish_packet(
+    def _send_publish(
         self,
         topic: str,
         payload: bytes,
@@ -801,12 +792,14 @@ class Connection:
         packet_id: int | None,
         dup: bool,
         now: float,
-    ) -> Publish:
+    ) -> None:
+        if self.closed:
+            return
         if self.protocol_level == MQTT_5:
             properties = _with_remaining_expiry(properties, expires_at, now)
         else:
             properties = EMPTY_PROPERTIES
-        return Publish(
+        data = encode_publish(
             topic=topic,
             payload=payload,
             qos=qos,
@@ -814,7 +807,17 @@ class Connection:
             dup=dup,
             packet_id=packet_id,
             properties=properties,
+            protocol_level=self.protocol_level,
         )
+        if len(data) > self.client_max_packet:
+            # [MQTT-3.1.2-24]: never send more than the client accepts; the message is
+            # dropped as if delivered ([MQTT-3.1.2-25]).
+            if self.session is not None:
+                self.session.dropped_oversize += 1
+                if packet_id is not None:
+                    self.session.inflight.pop(packet_id, None)
+            return
+        self.transport.write(data)
 
     def send_qos0(self, message: Message, retain: bool, now: float) -> None:
         session = self.session
@@ -822,18 +825,16 @@ class Connection:
             if session is not None:
                 session.dropped_qos0 += 1  # a slow reader must not slow the others
             return
-        self.send(
-            self._publish_packet(
-                message.topic,
-                message.payload,
-                0,
-                retain,
-                message.properties,
-                message.expires_at,
-                None,
-                False,
-                now,
-            )
+        self._send_publish(
+            message.topic,
+            message.payload,
+            0,
+            retain,
+            message.properties,
+            message.expires_at,
+            None,
+            False,
+            now,
         )
 
     def send_qos1(self, session: Session, outgoing: Outgoing, *, dup: bool, now: float) -> None:
@@ -844,18 +845,16 @@ class Connection:
     def resend_qos1(
         self, packet_id: int, outgoing: Outgoing, *, now: float, dup: bool = True
     ) -> None:
-        self.send(
-            self._publish_packet(
-                outgoing.topic,
-                outgoing.payload,
-                1,
-                outgoing.retain,
-                outgoing.properties,
-                outgoing.expires_at,
-                packet_id,
-                dup,
-                now,
-            )
+        self._send_publish(
+            outgoing.topic,
+            outgoing.payload,
+            1,
+            outgoing.retain,
+            outgoing.properties,
+            outgoing.expires_at,
+            packet_id,
+            dup,
+            now,
         )
 
     # --- input -----------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The broker's fast PUBLISH encoder writes exactly what the general encoder writes."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retained.broker.codec import Decoder, encode, encode_publish
+from retained.broker.packets import Publish
+from retained.broker.properties import EMPTY_PROPERTIES, Properties
+
+topics = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00+#"),
+    min_size=1,
+    max_size=40,
+)
+properties = st.one_of(
+    st.just(EMPTY_PROPERTIES),
+    st.builds(
+        Properties,
+        content_type=st.one_of(st.none(), st.text(max_size=10).filter(lambda t: "\x00" not in t)),
+        message_expiry_interval=st.one_of(st.none(), st.integers(1, 604_800)),
+        user_property=st.lists(
+            st.tuples(st.sampled_from(["a", "b", "k"]), st.sampled_from(["1", "", "v"])),
+            max_size=3,
+        ).map(tuple),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=topics,
+    payload=st.binary(max_size=300),
+    qos=st.sampled_from([0, 1]),
+    retain=st.booleans(),
+    dup=st.booleans(),
+    packet_id=st.integers(1, 65_535),
+    props=properties,
+    level=st.sampled_from([4, 5]),
+)
+def test_encode_publish_matches_encode(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int,
+    props: Properties,
+    level: int,
+) -> None:
+    dup = dup and qos == 1
+    packet = Publish(
+        topic=topic,
+        payload=payload,
+        qos=qos,
+        retain=retain,
+        dup=dup,
+        packet_id=packet_id if qos else None,
+        properties=props if level == 5 else EMPTY_PROPERTIES,
+    )
+    fast = encode_publish(
+        topic=topic,
+        payload=payload,
+        qos=qos,
+        retain=retain,
+        dup=dup,
+        packet_id=packet.packet_id,
+        properties=packet.properties,
+        protocol_level=level,
+    )
+    assert fast == encode(packet, protocol_level=level)
+    assert Decoder(protocol_level=level).feed(fast) == [packet]
