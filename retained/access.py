@@ -280,7 +280,17 @@ def policies_of(principal: Principal, snapshot: Snapshot | None = None) -> Seque
 # --- invalidation ------------------------------------------------------------------------
 
 
-def _changed(**_: object) -> None:
+# Saving a user only matters to policies through these fields (a login saves last_login).
+_USER_FIELDS_THAT_MATTER = frozenset({"username", "is_active", "is_superuser"})
+
+
+def _changed(sender: object = None, update_fields: object = None, **_: object) -> None:
+    if (
+        sender is get_user_model()
+        and isinstance(update_fields, frozenset | set)
+        and not (update_fields & _USER_FIELDS_THAT_MATTER)
+    ):
+        return
     # Bumped inside the changing transaction, so other processes see both or neither.
     updated = Counter.objects.filter(name=POLICY_GENERATION).update(value=F("value") + 1)
     if not updated:

@@ -518,10 +518,9 @@ def iter_retained_matching(
 ) -> Iterator[list[StoredMessage]]:
     """Live retained messages whose topic matches `topic_filter`, in chunks, topic order."""
     now = now or timezone.now()
-    prefix = _literal_prefix(topic_filter)
-    rows = RetainedMessage.objects.filter(_not_expired(now))
-    if prefix:
-        rows = rows.filter(topic__startswith=prefix)
+    rows = RetainedMessage.objects.filter(_not_expired(now)).filter(
+        _topic_prefix_range(_literal_prefix(topic_filter))
+    )
     chunk: list[StoredMessage] = []
     for row in rows.order_by("topic").iterator(chunk_size=chunk_size):
         if topic_matches(topic_filter, row.topic):
@@ -586,15 +585,22 @@ def retained_matching_page(
     plain values, not model instances: delivering 100,000 retained messages is a hot path.
     """
     now = now or timezone.now()
-    prefix = _literal_prefix(topic_filter)
-    rows = RetainedMessage.objects.filter(_not_expired(now))
-    if prefix:
-        rows = rows.filter(topic__startswith=prefix)
+    rows = RetainedMessage.objects.filter(_not_expired(now)).filter(
+        _topic_prefix_range(_literal_prefix(topic_filter))
+    )
     if after is not None:
         rows = rows.filter(topic__gt=after)
     values = list(rows.order_by("topic").values_list(*_DELIVERY_COLUMNS)[:limit])
     matching = [_stored_from_columns(v) for v in values if topic_matches(topic_filter, v[0])]
     return matching, (values[-1][0] if len(values) == limit else None)
+
+
+def _topic_prefix_range(prefix: str) -> Q:
+    """Topics starting with `prefix`, as a range the topic index can serve (a LIKE cannot)."""
+    if not prefix:
+        return Q()
+    upper = _prefix_upper_bound(prefix)
+    return Q(topic__gte=prefix) & (Q(topic__lt=upper) if upper is not None else Q())
 
 
 def touch_retained(topics: list[str], *, now: datetime | None = None) -> int:

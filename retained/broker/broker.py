@@ -949,7 +949,13 @@ class Connection:
         principal = await self._authenticate(connect)
         if principal is None or self.closed:
             return
-        attributes = ["PersistentConnect"] if not connect.clean_start else []
+        # A session that outlives the connection: 3.1.1 clean session 0; MQTT 5 a Session
+        # Expiry Interval above 0 (Clean Start only says whether an old session is resumed).
+        if connect.protocol_level == MQTT_5:
+            persistent = bool(connect.properties.session_expiry_interval)
+        else:
+            persistent = not connect.clean_start
+        attributes = ["PersistentConnect"] if persistent else []
         if connect.will is not None:
             attributes.append("LastWill")
         if not broker.authorizer(

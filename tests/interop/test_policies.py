@@ -313,8 +313,10 @@ def test_aws_example_2_will_allowed_persistent_connect_denied(
         raw, code = raw_connect_311(clients, creds, cid, clean=False)
         assert code == RC_NOT_AUTHORIZED_311
         assert raw.read_until_closed() == b""
+    # MQTT 5: the session outlives the connection because of its Session Expiry Interval.
+    persistence: dict[str, Any] = {"session_expiry": 300} if v5 else {}
     persistent_will = paho_as(
-        clients, creds, cid, v5=v5, clean=False, will=(will_topic, b"bye", 1, True)
+        clients, creds, cid, v5=v5, clean=False, will=(will_topic, b"bye", 1, True), **persistence
     )
     assert persistent_will.connect(expect=None).reason_code == NOT_AUTHORIZED  # paho maps 5
     # LastWill alone: allowed, and the retained will fires when the connection drops.
