@@ -1,4 +1,4 @@
-"""WebSocket routes (the live console and, later, the MQTT test client join here)."""
+"""WebSocket routes (the live console pages and the MQTT test client)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 from django.urls import path
 
 from console.consumers import RetainedDetailConsumer, RetainedListConsumer
+from console.consumers_test_client import MqttTestClientConsumer
 
 websocket_urlpatterns: list[Any] = [
     path("ws/retained/", RetainedListConsumer.as_asgi()),
     path("ws/retained/detail/", RetainedDetailConsumer.as_asgi()),
+    path("ws/test-client/", MqttTestClientConsumer.as_asgi()),
 ]

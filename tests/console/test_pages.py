@@ -85,12 +85,12 @@ def test_superuser_is_told_policies_are_not_consulted(root: User) -> None:
     assert "superuser: account root, policies not consulted" in html
 
 
-def test_test_client_placeholder(reader: User) -> None:
+def test_test_client_page(reader: User) -> None:
     response = client_for(reader).get("/test/")
     assert response.status_code == 200
     html = response.content.decode()
     assert "MQTT test client" in html
-    assert "Coming soon" in html
+    assert "/ws/test-client/" in html or "test_client.js" in html
     assert 'aria-current="page">MQTT test client' in html
 
 
