@@ -160,6 +160,8 @@ class MqttTestClientConsumer(AsyncJsonWebsocketConsumer):
         self.client: bridge.BridgeClient | None = None
         self.key_id: str | None = None
         self.subscriptions: dict[str, int] = {}
+        self.retained_seen: dict[str, set[str]] = {}  # topic -> filters given its retained copy
+        self.live_turns: dict[str, int] = {}  # topic -> whose turn for the next live copy
         self.reconnected = False
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -251,7 +253,8 @@ class MqttTestClientConsumer(AsyncJsonWebsocketConsumer):
     def on_bridge_event(self, event: bridge.BridgeEvent) -> None:
         if isinstance(event, bridge.Received):
             matching = [f for f in self.subscriptions if topic_matches(f, event.topic)]
-            self.push(message_json(event, matching))
+            chosen = self.owner_of(event, matching)
+            self.push(message_json(event, [chosen] if chosen else matching))
         elif isinstance(event, bridge.SubscribeAcknowledged):
             self.subscribe_acknowledged(event)
         elif isinstance(event, bridge.PublishAcknowledged):
@@ -271,6 +274,26 @@ class MqttTestClientConsumer(AsyncJsonWebsocketConsumer):
         elif isinstance(event, bridge.ConnectionChanged):
             self.connection_changed(event)
 
+    def owner_of(self, event: bridge.Received, matching: list[str]) -> str | None:
+        """Which subscription a copy belongs to. The broker sends one copy per matching
+        subscription (as AWS does) and no subscription identifiers, so: a retained copy
+        (sent on subscribe) goes to the exact-topic subscription first, then to the others in
+        subscription order, each at most once per topic; live copies of one publish are dealt
+        out one per matching subscription, in turn."""
+        if not matching:
+            return None
+        if event.retain:
+            seen = self.retained_seen.setdefault(event.topic, set())
+            candidates = sorted(matching, key=lambda f: f != event.topic)
+            for topic_filter in candidates:
+                if topic_filter not in seen:
+                    seen.add(topic_filter)
+                    return topic_filter
+            return candidates[0]
+        turn = self.live_turns.get(event.topic, 0)
+        self.live_turns[event.topic] = (turn + 1) % len(matching)
+        return matching[turn % len(matching)]
+
     def subscribe_acknowledged(self, event: bridge.SubscribeAcknowledged) -> None:
         if event.refused:
             self.subscriptions.pop(event.topic_filter, None)
@@ -281,6 +304,8 @@ class MqttTestClientConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         self.subscriptions[event.topic_filter] = event.reason_code
+        for seen in self.retained_seen.values():
+            seen.discard(event.topic_filter)
         self.push(
             {"type": "subscribed", "topic_filter": event.topic_filter, "qos": event.reason_code}
         )
