@@ -57,6 +57,9 @@ class Received:
     content_type: str | None
     message_expiry_interval: int | None
     received_at: float
+    payload_format_indicator: int | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class PublishRequest:
     content_type: str | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
     message_expiry_interval: int | None = None
+    payload_format_indicator: int | None = None  # 0 unspecified bytes, 1 UTF-8 text
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
 
 
 def _first(properties: dict[str, Any], name: str) -> Any:
@@ -190,6 +196,13 @@ class BridgeClient:
             properties["user_property"] = list(request.user_properties)
         if request.message_expiry_interval is not None:
             properties["message_expiry_interval"] = request.message_expiry_interval
+        if request.payload_format_indicator is not None:
+            # gmqtt's name for the Payload Format Indicator property (0x01).
+            properties["payload_format_id"] = request.payload_format_indicator
+        if request.response_topic:
+            properties["response_topic"] = request.response_topic
+        if request.correlation_data is not None:
+            properties["correlation_data"] = request.correlation_data
         message = Message(
             request.topic, request.payload, qos=request.qos, retain=request.retain, **properties
         )
@@ -227,6 +240,9 @@ class BridgeClient:
         props: dict[str, Any] = dict(properties or {})
         expiry = _first(props, "message_expiry_interval")
         content_type = _first(props, "content_type")
+        payload_format = _first(props, "payload_format_id")
+        response_topic = _first(props, "response_topic")
+        correlation = _first(props, "correlation_data")
         self._on_event(
             Received(
                 topic=topic if isinstance(topic, str) else bytes(topic).decode("utf-8", "replace"),
@@ -237,6 +253,11 @@ class BridgeClient:
                 content_type=str(content_type) if content_type is not None else None,
                 message_expiry_interval=int(expiry) if expiry is not None else None,
                 received_at=time.time(),
+                payload_format_indicator=int(payload_format)
+                if payload_format is not None
+                else None,
+                response_topic=str(response_topic) if response_topic is not None else None,
+                correlation_data=bytes(correlation) if correlation is not None else None,
             )
         )
         return 0  # PUBACK success

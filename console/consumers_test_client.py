@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 OUTBOX_LIMIT = 500
 MAX_SUBSCRIPTIONS = 50
 MAX_PAYLOAD_BYTES = 128 * 1024  # AWS IoT Core: a message payload is at most 128 KB
+MAX_CORRELATION_BYTES = 0xFFFF  # MQTT 5 binary data: a two-byte length
 KEY_DESCRIPTION = "console test client (temporary)"
 BROKER_HOST = "127.0.0.1"
 
@@ -115,7 +116,54 @@ def parse_publish(data: dict[str, Any]) -> bridge.PublishRequest:
         content_type=content_type,
         user_properties=parse_user_properties(str(data.get("user_properties") or "")),
         message_expiry_interval=expiry,
+        payload_format_indicator=_payload_format(data.get("payload_format_indicator")),
+        response_topic=_response_topic(data.get("response_topic")),
+        correlation_data=_correlation_data(data.get("correlation_data")),
     )
+
+
+def _payload_format(value: Any) -> int | None:
+    """'' / None: not sent; 0 unspecified bytes; 1 UTF-8 text."""
+    if value is None or value == "":
+        return None
+    if value in (0, 1, "0", "1"):
+        return int(value)
+    raise RequestError("payload format indicator must be 0 (unspecified) or 1 (UTF-8)")
+
+
+def _response_topic(value: Any) -> str | None:
+    topic = str(value or "")
+    if not topic:
+        return None
+    if SINGLE_LEVEL_WILDCARD in topic or MULTI_LEVEL_WILDCARD in topic:
+        raise RequestError(
+            f"response topic {topic!r} contains a wildcard: + and # are for subscriptions; "
+            "a response topic is one topic name"
+        )
+    try:
+        validate_topic_name(topic)
+    except InvalidTopicError as error:
+        raise RequestError(f"invalid response topic: {error}") from error
+    return topic
+
+
+def _correlation_data(value: Any) -> bytes | None:
+    text = str(value or "")
+    if not text:
+        return None
+    data = text.encode("utf-8")
+    if len(data) > MAX_CORRELATION_BYTES:
+        raise RequestError(f"correlation data is larger than {MAX_CORRELATION_BYTES} bytes")
+    return data
+
+
+def _text_or_none(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def message_json(event: bridge.Received, subscriptions: list[str]) -> dict[str, Any]:
@@ -133,6 +181,14 @@ def message_json(event: bridge.Received, subscriptions: list[str]) -> dict[str, 
         "user_properties": [list(pair) for pair in event.user_properties],
         "content_type": event.content_type,
         "message_expiry_interval": event.message_expiry_interval,
+        "payload_format_indicator": event.payload_format_indicator,
+        "response_topic": event.response_topic,
+        "correlation_data": _text_or_none(event.correlation_data),
+        "correlation_data_b64": (
+            base64.b64encode(event.correlation_data).decode("ascii")
+            if event.correlation_data is not None
+            else None
+        ),
         "received_at": int(event.received_at * 1000),
         "subscriptions": subscriptions,
     }

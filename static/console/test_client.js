@@ -19,7 +19,7 @@
   const subscriptionTemplate = document.getElementById("subscription-template");
   const messageTemplate = document.getElementById("message-template");
 
-  // filter -> {element, log, count, display, qos, acknowledged}
+  // filter -> {element, log, count, display, qos, acknowledged, paused, buffer}
   const subscriptions = new Map();
   const shown = []; // every rendered message element, oldest first (the page-wide cap)
   let droppedOnPage = 0;
@@ -109,7 +109,7 @@
     if (!sub) {
       const element = subscriptionTemplate.content.firstElementChild.cloneNode(true);
       sub = { element: element, log: element.querySelector(".tc-log"), count: 0,
-              display: display, qos: qos, acknowledged: false };
+              display: display, qos: qos, acknowledged: false, paused: false, buffer: [] };
       element.querySelector(".tc-filter").textContent = filter;
       const select = element.querySelector(".tc-display");
       select.value = display;
@@ -118,6 +118,12 @@
         for (const item of sub.log.children) renderPayload(item, sub.display);
       });
       element.querySelector(".tc-clear").addEventListener("click", function () { clearLog(sub); });
+      element.querySelector(".tc-pause").addEventListener("click", function () {
+        setPaused(sub, !sub.paused);
+      });
+      element.querySelector(".tc-export").addEventListener("click", function () {
+        exportJson(filter, sub);
+      });
       element.querySelector(".tc-unsubscribe").addEventListener("click", function () {
         send({ action: "unsubscribe", topic_filter: filter });
       });
@@ -159,8 +165,29 @@
 
   function clearLog(sub) {
     for (const item of Array.from(sub.log.children)) forget(item);
+    sub.buffer.length = 0;
     sub.count = 0;
     updateCount(sub);
+    updatePaused(sub);
+  }
+
+  // While paused, messages wait in sub.buffer (counted, not rendered) and are shown on resume.
+  function setPaused(sub, paused) {
+    sub.paused = paused;
+    const button = sub.element.querySelector(".tc-pause");
+    button.textContent = paused ? "Resume" : "Pause";
+    button.setAttribute("aria-pressed", paused ? "true" : "false");
+    if (!paused) {
+      const waiting = sub.buffer.splice(0, sub.buffer.length);
+      for (const message of waiting) show(sub, message);
+      trimShown();
+    }
+    updatePaused(sub);
+  }
+
+  function updatePaused(sub) {
+    sub.element.querySelector(".tc-paused").hidden = !sub.paused;
+    sub.element.querySelector(".tc-paused-count").textContent = String(sub.buffer.length);
   }
 
   function updateCount(sub) {
@@ -173,14 +200,33 @@
     for (const filter of message.subscriptions || []) {
       const sub = subscriptions.get(filter);
       if (!sub) continue;
-      const item = renderMessage(message);
-      renderPayload(item, sub.display);
-      item.subscription = sub;
-      sub.log.prepend(item); // newest first
       sub.count += 1;
+      if (sub.paused) {
+        sub.buffer.push(message);
+        if (sub.buffer.length > maxMessages) {
+          sub.buffer.shift();
+          sub.count -= 1;
+          droppedOnPage += 1;
+        }
+        updatePaused(sub);
+      } else {
+        show(sub, message);
+      }
       updateCount(sub);
-      shown.push(item);
     }
+    trimShown();
+  }
+
+  // Render one message into its subscription's log (already counted in sub.count).
+  function show(sub, message) {
+    const item = renderMessage(message);
+    renderPayload(item, sub.display);
+    item.subscription = sub;
+    sub.log.prepend(item); // newest first
+    shown.push(item);
+  }
+
+  function trimShown() {
     while (shown.length > maxMessages) {
       const oldest = shown[0];
       forget(oldest);
@@ -221,6 +267,15 @@
     if (message.message_expiry_interval != null) {
       rows.push(["Message expiry", message.message_expiry_interval + " s"]);
     }
+    if (message.payload_format_indicator != null) {
+      rows.push(["Payload format", message.payload_format_indicator === 1 ? "UTF-8 (1)" : "unspecified (0)"]);
+    }
+    if (message.response_topic != null) rows.push(["Response topic", message.response_topic]);
+    if (message.correlation_data != null) {
+      rows.push(["Correlation data", message.correlation_data]);
+    } else if (message.correlation_data_b64 != null) {
+      rows.push(["Correlation data (hex)", hex(decodeBase64(message.correlation_data_b64))]);
+    }
     for (const pair of message.user_properties || []) rows.push([pair[0], pair[1]]);
     for (const row of rows) {
       const term = document.createElement("dt");
@@ -232,7 +287,59 @@
     props.hidden = rows.length === 0;
     item.payloadBytes = decodeBase64(message.payload_b64);
     item.payloadText = message.payload; // null when the payload is not UTF-8
+    item.message = message;
     return item;
+  }
+
+  // --- export ------------------------------------------------------------------------------
+  function exportRecord(message) {
+    const record = {
+      topic: message.topic,
+      time: new Date(message.received_at).toISOString(),
+      qos: message.qos,
+      retain: message.retain,
+    };
+    if (message.payload != null) record.payload = message.payload;
+    else record.payload_base64 = message.payload_b64;
+    const properties = {};
+    if (message.content_type) properties.content_type = message.content_type;
+    if (message.payload_format_indicator != null) {
+      properties.payload_format_indicator = message.payload_format_indicator;
+    }
+    if (message.message_expiry_interval != null) {
+      properties.message_expiry_interval = message.message_expiry_interval;
+    }
+    if (message.response_topic != null) properties.response_topic = message.response_topic;
+    if (message.correlation_data != null) properties.correlation_data = message.correlation_data;
+    else if (message.correlation_data_b64 != null) {
+      properties.correlation_data_base64 = message.correlation_data_b64;
+    }
+    if (message.user_properties && message.user_properties.length) {
+      properties.user_properties = message.user_properties;
+    }
+    record.properties = properties;
+    return record;
+  }
+
+  function exportJson(filter, sub) {
+    // Oldest first: the log shows the newest first; waiting (paused) messages are newer.
+    const kept = Array.from(sub.log.children).reverse().map(function (item) { return item.message; });
+    const all = kept.concat(sub.buffer);
+    const data = {
+      subscription: filter,
+      exported_at: new Date().toISOString(),
+      messages: all.map(exportRecord),
+    };
+    const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = "mqtt-" + (filter.replace(/[^A-Za-z0-9._-]+/g, "_") || "messages") + ".json";
+    link.hidden = true;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
   }
 
   function decodeBase64(text) {
@@ -291,6 +398,12 @@
         ": + and # are wildcards for subscriptions; a message is published to one topic name.");
       return;
     }
+    const responseTopic = form.elements.response_topic.value;
+    if (responseTopic.includes("+") || responseTopic.includes("#")) {
+      notice("error", "Response topic " + responseTopic +
+        " contains a wildcard: + and # are for subscriptions; a response topic is one topic name.");
+      return;
+    }
     send({
       action: "publish",
       topic: topic,
@@ -300,6 +413,9 @@
       content_type: form.elements.content_type.value,
       user_properties: form.elements.user_properties.value,
       message_expiry_interval: form.elements.message_expiry_interval.value,
+      payload_format_indicator: form.elements.payload_format_indicator.value,
+      response_topic: form.elements.response_topic.value,
+      correlation_data: form.elements.correlation_data.value,
     });
   });
 

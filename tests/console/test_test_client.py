@@ -34,6 +34,7 @@ from retained.access_keys import create_access_key
 from retained.broker.service import start_broker
 from retained.models import AccessKey
 from tests.console.conftest import client_for, make_user
+from tests.interop.clients import PahoClient
 
 PATH = "/ws/test-client/"
 TIMEOUT = 5.0
@@ -174,6 +175,47 @@ def test_publish_request_fields() -> None:
         user_properties=(("source", "console"),),
         message_expiry_interval=60,
     )
+
+
+def test_publish_request_mqtt5_properties() -> None:
+    request = parse_publish(
+        {
+            "topic": "users/settings/user01",
+            "payload": "{}",
+            "payload_format_indicator": "1",
+            "response_topic": "users/replies/user01",
+            "correlation_data": "request-42",
+        }
+    )
+    assert request.payload_format_indicator == 1
+    assert request.response_topic == "users/replies/user01"
+    assert request.correlation_data == b"request-42"
+
+
+def test_publish_request_without_mqtt5_properties_sends_none() -> None:
+    request = parse_publish(
+        {"topic": "a", "payload_format_indicator": "", "response_topic": "", "correlation_data": ""}
+    )
+    assert request.payload_format_indicator is None
+    assert request.response_topic is None
+    assert request.correlation_data is None
+
+
+@pytest.mark.parametrize("response_topic", ["replies/#", "replies/+/x", "+"])
+def test_response_topic_with_a_wildcard_is_refused(response_topic: str) -> None:
+    with pytest.raises(RequestError, match=r"response topic .* contains a wildcard"):
+        parse_publish({"topic": "a", "response_topic": response_topic})
+
+
+@pytest.mark.parametrize("value", ["2", "utf-8", -1])
+def test_bad_payload_format_indicator_is_refused(value: object) -> None:
+    with pytest.raises(RequestError, match="payload format indicator must be 0"):
+        parse_publish({"topic": "a", "payload_format_indicator": value})
+
+
+def test_too_long_correlation_data_is_refused() -> None:
+    with pytest.raises(RequestError, match="correlation data is larger"):
+        parse_publish({"topic": "a", "correlation_data": "x" * 0x10000})
 
 
 def test_reason_text() -> None:
@@ -367,6 +409,78 @@ def test_a_burst_arrives_complete_and_in_order() -> None:
         assert payloads == sorted(payloads)
         assert len(received) + dropped == total
         await thing.close()
+        await page.disconnect()
+
+    with_broker(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_with_mqtt5_properties_reaches_a_paho_v5_subscriber() -> None:
+    root = User.objects.create_superuser("root", password="pw-root")
+
+    async def scenario() -> None:
+        page = await open_page(root)
+        key = await sync_to_async(create_access_key)(user=root)
+        port = runtime.mqtt_port()
+        assert port is not None
+        subscriber = PahoClient(port)
+        subscriber.client.username_pw_set(key.access_key_id, key.secret_access_key)
+        await asyncio.to_thread(subscriber.connect)
+        try:
+            granted = await asyncio.to_thread(subscriber.subscribe, "rpc/request", 1)
+            assert granted == [1]
+            await page.send_json_to({"action": "subscribe", "topic_filter": "rpc/request"})
+            await expect(page, "subscribed", topic_filter="rpc/request")
+            await page.send_json_to(
+                {
+                    "action": "publish",
+                    "topic": "rpc/request",
+                    "payload": "ping",
+                    "qos": 1,
+                    "payload_format_indicator": "1",
+                    "response_topic": "rpc/reply/42",
+                    "correlation_data": "request-42",
+                    "content_type": "text/plain",
+                }
+            )
+            # The page's own subscription gets the message too, before or after the PUBACK.
+            seen: dict[str, dict[str, Any]] = {}
+            async with asyncio.timeout(TIMEOUT):
+                while not {"published", "message"} <= seen.keys():
+                    reply = await page.receive_json_from(timeout=TIMEOUT)
+                    seen.setdefault(reply["type"], reply)
+            message = seen["message"]
+            assert message["topic"] == "rpc/request"
+            assert message["payload_format_indicator"] == 1
+            assert message["response_topic"] == "rpc/reply/42"
+            assert message["correlation_data"] == "request-42"
+
+            got = await asyncio.to_thread(subscriber.collect, 1)
+            assert len(got) == 1
+            assert got[0].payload == b"ping"
+            assert got[0].payload_format_indicator == 1
+            assert got[0].response_topic == "rpc/reply/42"
+            assert got[0].correlation_data == b"request-42"
+            assert got[0].content_type == "text/plain"
+        finally:
+            await asyncio.to_thread(subscriber.disconnect)
+        await page.disconnect()
+
+    with_broker(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_response_topic_with_a_wildcard_is_refused_by_the_consumer() -> None:
+    root = User.objects.create_superuser("root", password="pw-root")
+
+    async def scenario() -> None:
+        page = await open_page(root)
+        await page.send_json_to(
+            {"action": "publish", "topic": "rpc/request", "response_topic": "rpc/reply/#"}
+        )
+        refusal = await expect(page, "refused", action="publish")
+        assert refusal["topic"] == "rpc/request"
+        assert "response topic 'rpc/reply/#' contains a wildcard" in refusal["reason"]
         await page.disconnect()
 
     with_broker(scenario)

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, 
 
 from console.views.links import row_dom_id
 from tests.e2e.conftest import ACTION_TIMEOUT_MS, VIEWPORT, admin_password, log_in
-from tests.interop.clients import paho_client
+from tests.interop.clients import paho_client, publish_properties
 from tests.support.server import ServerProcess
 
 KEY_DESCRIPTION = "console test client (temporary)"  # console.consumers_test_client
@@ -308,6 +308,66 @@ def test_hostile_payload_renders_as_text(
     assert injected == 0
     page.wait_for_timeout(200)  # an onerror handler would have fired by now
     assert dialogs == []
+
+
+# --- pause and export -------------------------------------------------------------------------
+
+
+def test_pause_buffers_messages_and_export_downloads_them_as_json(
+    test_client_page: Page, console_server: ServerProcess, topic_prefix: str
+) -> None:
+    page = test_client_page
+    topic = f"{topic_prefix}/rpc/request"
+    card = subscribe(page, topic)
+    device_publish(console_server.mqtt_port, topic, b"first")
+    expect(messages(card)).to_have_count(1, timeout=WAIT_MS)
+
+    card.locator(".tc-pause").click()
+    expect(card.locator(".tc-pause")).to_have_text("Resume")
+    expect(card.locator(".tc-paused")).to_be_visible()
+    expect(card.locator(".tc-paused")).to_contain_text("paused")
+    device_publish(console_server.mqtt_port, topic, b"\xff\x00binary")
+    with paho_client(console_server.mqtt_port) as device:
+        properties = publish_properties(
+            payload_format_indicator=1,
+            response_topic=f"{topic_prefix}/rpc/reply",
+            correlation_data=b"request-42",
+        )
+        assert device.publish(topic, b"third", qos=1, properties=properties) == 0
+    # Counted while paused, not rendered.
+    expect(card.locator(".tc-count")).to_have_text("3 messages", timeout=WAIT_MS)
+    expect(card.locator(".tc-paused-count")).to_have_text("2")
+    assert messages(card).count() == 1
+
+    card.locator(".tc-pause").click()
+    expect(card.locator(".tc-pause")).to_have_text("Pause")
+    expect(card.locator(".tc-paused")).to_be_hidden()
+    expect(messages(card)).to_have_count(3)
+    newest = messages(card).first
+    expect(newest.locator(".tc-payload")).to_have_text("third")
+    props = newest.locator(".tc-props")
+    expect(props).to_contain_text("Response topic")
+    expect(props).to_contain_text(f"{topic_prefix}/rpc/reply")
+    expect(props).to_contain_text("Correlation data")
+    expect(props).to_contain_text("request-42")
+
+    with page.expect_download() as download_info:
+        card.locator(".tc-export").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".json")
+    with open(download.path(), encoding="utf-8") as exported:
+        data = json.load(exported)
+    assert data["subscription"] == topic
+    records = data["messages"]
+    assert [r.get("payload") for r in records] == ["first", None, "third"]
+    assert records[1]["payload_base64"] == "/wBiaW5hcnk="
+    assert all(r["topic"] == topic and r["qos"] == 1 and r["retain"] is False for r in records)
+    assert records[2]["properties"] == {
+        "payload_format_indicator": 1,
+        "response_topic": f"{topic_prefix}/rpc/reply",
+        "correlation_data": "request-42",
+    }
+    assert all(r["time"].endswith("Z") for r in records)
 
 
 # --- closing tabs leaves no connection or key behind ------------------------------------------
