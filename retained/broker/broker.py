@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -65,6 +65,7 @@ logger = logging.getLogger("retained.broker")
 CONNECT_TIMEOUT_SECONDS = 10.0
 MAX_PACKET_ID = 65_535
 POLICY_REFRESH_SECONDS = 1.0
+RETAINED_SENT_MEMORY = 1024  # per session: recent retained copies, to drop a racing live copy
 
 
 Authenticator = Callable[[str, bytes], Principal | None]
@@ -173,6 +174,9 @@ class Session:
         # remember which retained publishes went out live meanwhile (topic -> stored_ms).
         self.retained_reads_pending = 0
         self.live_retained_seen: dict[str, int] = {}
+        # The other way round: the stored copy was read (and sent) before the live copy of
+        # the same publish was routed. topic -> stored_ms, the most recent few only.
+        self.retained_sent: OrderedDict[str, int] = OrderedDict()
         self._packet_ids = itertools.cycle(range(1, MAX_PACKET_ID + 1))
 
     @property
@@ -191,9 +195,12 @@ class Session:
     ) -> None:
         if message.expires_at is not None and message.expires_at <= now:
             return
-        if self.retained_reads_pending and not retained_delivery and message.stored_ms:
-            seen = self.live_retained_seen.get(message.topic, 0)
-            self.live_retained_seen[message.topic] = max(seen, message.stored_ms)
+        if not retained_delivery and message.stored_ms:
+            if self.retained_sent.get(message.topic) == message.stored_ms:
+                return  # this very message already went out as the retained copy
+            if self.retained_reads_pending:
+                seen = self.live_retained_seen.get(message.topic, 0)
+                self.live_retained_seen[message.topic] = max(seen, message.stored_ms)
         qos = min(message.qos, options.qos)
         if retained_delivery:
             retain_flag = True
@@ -222,6 +229,13 @@ class Session:
             connection.send_qos1(self, outgoing, dup=False, now=now)
         else:
             self._append_pending(outgoing)
+
+    def note_retained_sent(self, topic: str, stored_ms: int) -> None:
+        sent = self.retained_sent
+        sent[topic] = stored_ms
+        sent.move_to_end(topic)
+        if len(sent) > RETAINED_SENT_MEMORY:
+            sent.popitem(last=False)
 
     def _append_pending(self, outgoing: Outgoing) -> bool:
         if len(self.pending) >= self.broker.config.max_queued_messages:
@@ -603,6 +617,7 @@ class Broker:
                 expires_at=_expiry_epoch(stored),
             )
             session.deliver(message, options, retained_delivery=True, now=now)
+            session.note_retained_sent(stored.topic, stored.last_modified_ms)
             delivered.append(stored.topic)
         return delivered
 
