@@ -20,19 +20,6 @@ from retained.store import Actor, MessageProperties
 PUBLISH_TIMEOUT_SECONDS = 30.0
 
 
-def validate_publish(topic: str, payload: bytes, *, qos: int, retain: bool, limits: Limits) -> None:
-    if retain:
-        store.validate_retained_publish(topic, payload, qos=qos, limits=limits)
-        return
-    store.validate_topic(topic, limits=limits)
-    if qos not in (0, 1):
-        raise store.InvalidQosError(f"qos must be 0 or 1, got {qos}")
-    if len(payload) > limits.max_payload_bytes:
-        raise store.PayloadTooLargeError(
-            f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes} bytes"
-        )
-
-
 def publish(
     topic: str,
     payload: bytes,
@@ -47,7 +34,7 @@ def publish(
     Raises the store's errors; nothing is half-done.
     """
     limits: Limits = settings.RETAINED_LIMITS
-    validate_publish(topic, payload, qos=qos, retain=retain, limits=limits)
+    store.validate_publish(topic, payload, qos=qos, retain=retain, limits=limits)
     broker, loop = runtime.broker_and_loop()
     if broker is None or loop is None:
         if retain:

@@ -185,15 +185,19 @@ def validate_topic(topic: str, *, limits: Limits, for_retain: bool = False) -> N
     validate_topic_name(topic, limits=topic_limits(limits), for_retain=for_retain)
 
 
-def validate_retained_publish(topic: str, payload: bytes, *, qos: int, limits: Limits) -> None:
-    """Everything a retained publish must satisfy before anything is written."""
-    validate_topic_name(topic, limits=topic_limits(limits), for_retain=True)
+def validate_publish(topic: str, payload: bytes, *, qos: int, retain: bool, limits: Limits) -> None:
+    """Everything a publish must satisfy before anything is written or routed."""
+    validate_topic_name(topic, limits=topic_limits(limits), for_retain=retain)
     if qos not in (0, 1):
         raise InvalidQosError(f"qos must be 0 or 1, got {qos}")
     if len(payload) > limits.max_payload_bytes:
         raise PayloadTooLargeError(
             f"payload is {len(payload)} bytes; the limit is {limits.max_payload_bytes} bytes"
         )
+
+
+def validate_retained_publish(topic: str, payload: bytes, *, qos: int, limits: Limits) -> None:
+    validate_publish(topic, payload, qos=qos, retain=True, limits=limits)
 
 
 def _bump_counter(delta: int) -> None:
@@ -517,19 +521,13 @@ def iter_retained_matching(
     topic_filter: str, *, chunk_size: int = 2000, now: datetime | None = None
 ) -> Iterator[list[StoredMessage]]:
     """Live retained messages whose topic matches `topic_filter`, in chunks, topic order."""
-    now = now or timezone.now()
-    rows = RetainedMessage.objects.filter(_not_expired(now)).filter(
-        _topic_prefix_range(_literal_prefix(topic_filter))
-    )
-    chunk: list[StoredMessage] = []
-    for row in rows.order_by("topic").iterator(chunk_size=chunk_size):
-        if topic_matches(topic_filter, row.topic):
-            chunk.append(_to_stored(row))
-            if len(chunk) >= chunk_size:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+    after: str | None = None
+    while True:
+        chunk, after = retained_matching_page(topic_filter, after=after, limit=chunk_size, now=now)
+        if chunk:
+            yield chunk
+        if after is None:
+            return
 
 
 _DELIVERY_COLUMNS = (

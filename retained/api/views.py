@@ -78,6 +78,10 @@ def _require(key: AccessKey, action: str, resource: str) -> None:
     access.refresh_if_stale()
     result = access.authorize(principal, action, resource)
     if not result.allowed:
+        # Before refusing, make sure a policy attached a moment ago is seen (only denials pay).
+        access.refresh_if_stale(check_now=True)
+        result = access.authorize(principal, action, resource)
+    if not result.allowed:
         raise errors.Unauthorized(access.denial_message(action, resource, result))
 
 
