@@ -268,6 +268,8 @@ class OurBroker(BrokerProcess):
             "127.0.0.1",
             "--mqtt-port",
             port,
+            "--mqtts-port",
+            "0",
         ]
 
     def seed(self, count: int) -> float:

@@ -49,7 +49,7 @@ def main() -> None:
     profile = cProfile.Profile()
     profile.enable()
     try:
-        call_command("runbroker", bind=args.bind, mqtt_port=args.mqtt_port)
+        call_command("runbroker", bind=args.bind, mqtt_port=args.mqtt_port, mqtts_port=0)
     finally:
         profile.disable()
         profile.dump_stats(args.out / "loop.prof")

@@ -145,3 +145,8 @@ RETAINED_WILDCARD_DELIVERY = env_bool("RETAINED_WILDCARD_DELIVERY", False)
 # "true" / "false"; unset: anonymous MQTT clients only while the listener is on loopback.
 RETAINED_ALLOW_ANONYMOUS = env_str("RETAINED_ALLOW_ANONYMOUS", "").strip().lower()
 RETAINED_SWEEP_INTERVAL_SECONDS = float(env_str("RETAINED_SWEEP_INTERVAL_SECONDS", "60"))
+# Extra names (DNS or IP, comma-separated) the TLS listener's certificate must cover, besides
+# localhost, 127.0.0.1, ::1 and this machine's hostname.
+RETAINED_TLS_HOSTNAMES = [
+    name.strip() for name in env_str("RETAINED_TLS_HOSTNAMES", "").split(",") if name.strip()
+]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
@@ -22,7 +22,15 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from retained.models import Counter, Policy, PolicyAttachment, PolicyTarget, PolicyVersion
+from retained.models import (
+    Certificate,
+    CertificateStatus,
+    Counter,
+    Policy,
+    PolicyAttachment,
+    PolicyTarget,
+    PolicyVersion,
+)
 from retained.policy import (
     ContextValue,
     Decision,
@@ -71,6 +79,7 @@ class Snapshot:
     anonymous_policies: tuple[str, ...]
     certificate_policies: Mapping[str, tuple[str, ...]]
     documents: Mapping[str, PolicyDocument]
+    active_certificates: frozenset[str] = frozenset()
     generation: int = 0
     loaded_at: float = field(default_factory=time.monotonic)
 
@@ -84,6 +93,8 @@ class Snapshot:
         if principal.kind == "anonymous":
             return self.anonymous_policies
         if principal.kind == "certificate":
+            if principal.name not in self.active_certificates:
+                return ()  # inactive, revoked or deleted: default deny
             return self.certificate_policies.get(principal.name, ())
         info = self.users.get(principal.name)
         if info is None:
@@ -168,8 +179,14 @@ def load_snapshot() -> Snapshot:
             is_active=True
         ).values_list("id", user_model.USERNAME_FIELD, "is_superuser")
     }
+    active_certificates = frozenset(
+        Certificate.objects.filter(status=CertificateStatus.ACTIVE).values_list(
+            "certificate_id", flat=True
+        )
+    )
     return Snapshot(
         users=users,
+        active_certificates=active_certificates,
         user_policies={k: tuple(v) for k, v in user_policies.items()},
         group_policies={k: tuple(v) for k, v in group_policies.items()},
         anonymous_policies=tuple(anonymous),
@@ -179,12 +196,39 @@ def load_snapshot() -> Snapshot:
     )
 
 
+_listeners: list[Callable[[Snapshot], None]] = []
+
+
+def add_snapshot_listener(listener: Callable[[Snapshot], None]) -> None:
+    """Called (in the installing thread) after every new snapshot: the broker uses it to
+    drop cached decisions and close connections of certificates no longer ACTIVE."""
+    _listeners.append(listener)
+
+
+def remove_snapshot_listener(listener: Callable[[Snapshot], None]) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
 def install_snapshot(snapshot: Snapshot) -> None:
     global _snapshot
     with _lock:
         _snapshot = snapshot
         _decisions.clear()
         _unrestricted.clear()
+    for listener in list(_listeners):
+        try:
+            listener(snapshot)
+        except Exception:
+            logger.exception("snapshot listener failed")
+
+
+def principal_is_valid(principal: Principal, snapshot: Snapshot | None = None) -> bool:
+    """May this principal stay connected? A certificate only while it is ACTIVE."""
+    if principal.kind != "certificate":
+        return True
+    snapshot = snapshot or current_snapshot() or reload()
+    return principal.name in snapshot.active_certificates
 
 
 def reload() -> Snapshot:
@@ -307,7 +351,7 @@ def _reload_quietly() -> None:
 
 def connect_signals() -> None:
     user_model = get_user_model()
-    for model in (Policy, PolicyVersion, PolicyAttachment, user_model, Group):
+    for model in (Policy, PolicyVersion, PolicyAttachment, Certificate, user_model, Group):
         post_save.connect(_changed, sender=model, dispatch_uid=f"access-save-{model.__name__}")
         post_delete.connect(_changed, sender=model, dispatch_uid=f"access-del-{model.__name__}")
     m2m_changed.connect(

@@ -234,3 +234,38 @@ class BootstrapStep(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CertificateStatus(models.TextChoices):
+    ACTIVE = "ACTIVE", "Active"
+    INACTIVE = "INACTIVE", "Inactive"
+    REVOKED = "REVOKED", "Revoked"
+
+
+class Certificate(models.Model):
+    """A device certificate issued by (or registered with) the local CA. Only ACTIVE ones
+    may connect. Policies attach to it through PolicyAttachment.certificate_id."""
+
+    # AWS's certificate id: the SHA-256 of the DER encoding, 64 lowercase hex digits.
+    certificate_id = models.CharField(max_length=64, primary_key=True)
+    certificate_pem = models.TextField()
+    status = models.CharField(
+        max_length=8, choices=CertificateStatus.choices, default=CertificateStatus.ACTIVE
+    )
+    subject_common_name = models.CharField(max_length=255, blank=True, default="")
+    thing_name = models.CharField(max_length=128, blank=True, default="")
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.certificate_id[:10]}… ({self.status})"
+
+    @property
+    def short_id(self) -> str:
+        return self.certificate_id[:10]

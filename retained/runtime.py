@@ -47,3 +47,18 @@ def mqtt_port() -> int | None:
     """The MQTT port the broker in this process listens on (None when none runs here)."""
     with _lock:
         return _mqtt_port
+
+
+_mqtts_port: int | None = None
+
+
+def set_mqtts_port(port: int | None) -> None:
+    global _mqtts_port
+    with _lock:
+        _mqtts_port = port
+
+
+def mqtts_port() -> int | None:
+    """The MQTT-over-TLS port of the broker in this process (None when none listens)."""
+    with _lock:
+        return _mqtts_port

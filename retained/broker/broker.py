@@ -68,8 +68,30 @@ POLICY_REFRESH_SECONDS = 1.0
 RETAINED_SENT_MEMORY = 1024  # per session: recent retained copies, to drop a racing live copy
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a connection is, as the transport or an authenticator established it, and what
+    that adds to every policy request's context (certificate subject, thing name)."""
+
+    principal: Principal
+    context: tuple[tuple[str, str], ...] = ()
+
+
 Authenticator = Callable[[str, bytes], Principal | None]
 """(username, password) -> Principal, or None when the credentials are wrong. Runs in a thread."""
+
+CertificateAuthenticator = Callable[[str, str], Identity | None]
+"""(certificate id, client id) -> Identity, or None when the certificate may not connect
+(unknown, inactive, revoked). Runs in a thread."""
+
+
+def refuse_certificates(certificate_id: str, client_id: str) -> Identity | None:
+    return None
+
+
+def always_valid(principal: Principal) -> bool:
+    return True
+
 
 Authorizer = Callable[[Principal, str, str, dict[str, Any]], bool]
 """(principal, action, resource, context) -> allowed. The policy issue plugs in here."""
@@ -297,6 +319,8 @@ class Broker:
         authenticator: Authenticator,
         authorizer: Authorizer = allow_everything,
         policy_refresher: Callable[[], object] | None = None,
+        certificate_authenticator: CertificateAuthenticator = refuse_certificates,
+        principal_validator: Callable[[Principal], bool] = always_valid,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """`authorizer` must not block (it runs on the loop); `policy_refresher`, run in a
@@ -305,6 +329,8 @@ class Broker:
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.policy_refresher = policy_refresher
+        self.certificate_authenticator = certificate_authenticator
+        self.principal_validator = principal_validator
         self.policy_epoch = 0  # moves whenever the refresher returns something new
         self._policy_state: object = None
         self.loop = loop or asyncio.get_event_loop()
@@ -397,7 +423,25 @@ class Broker:
                 continue
             if state is not self._policy_state:
                 self._policy_state = state
-                self.policy_epoch += 1
+                self.policies_changed()
+
+    def policies_changed(self) -> None:
+        """New policies or certificate states: drop cached decisions, and close the
+        connections of principals no longer valid (a deactivated or revoked certificate).
+        Thread-safe callers use `loop.call_soon_threadsafe`."""
+        self.policy_epoch += 1
+        for session in list(self.sessions.values()):
+            connection = session.connection
+            if connection is None or connection.principal is None:
+                continue
+            if not self.principal_validator(connection.principal):
+                logger.info(
+                    "%s: closing: %s %s may no longer connect",
+                    session.client_id,
+                    connection.principal.kind,
+                    connection.principal.name,
+                )
+                connection.close(ReasonCode.NOT_AUTHORIZED)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -677,10 +721,24 @@ class _ConnectionState:
 class Connection:
     """One client connection, fed by a transport. The same code serves TCP and WebSocket."""
 
-    def __init__(self, broker: Broker, transport: Transport, *, peer: str) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        transport: Transport,
+        *,
+        peer: str,
+        client_certificate: str | None = None,
+        identity: Identity | None = None,
+    ) -> None:
+        """`client_certificate`: the id (SHA-256) of the certificate the TLS transport
+        verified; `identity`: who the transport already authenticated (a presigned
+        WebSocket URL). Either replaces CONNECT's username/password."""
         self.broker = broker
         self.transport = transport
         self.peer = peer
+        self.client_certificate = client_certificate
+        self.transport_identity = identity
+        self.policy_context: dict[str, Any] = {}
         limits = broker.config.limits
         self.decoder = Decoder(max_packet_size=limits.max_packet_bytes)
         self.protocol_level = 4
@@ -708,7 +766,7 @@ class Connection:
         if decision is None:
             principal = self.principal
             decision = principal is not None and broker.authorizer(
-                principal, action, resource, {"iot:ClientId": self.client_id or ""}
+                principal, action, resource, self.policy_context
             )
             self._decisions[key] = decision
         return decision
@@ -961,9 +1019,11 @@ class Connection:
                 f"client id is longer than {limits.max_client_id_bytes} bytes",
             )
             return
-        principal = await self._authenticate(connect)
-        if principal is None or self.closed:
+        identity = await self._authenticate(connect, client_id)
+        if identity is None or self.closed:
             return
+        principal = identity.principal
+        context: dict[str, Any] = {"iot:ClientId": client_id, **dict(identity.context)}
         # A session that outlives the connection: 3.1.1 clean session 0; MQTT 5 a Session
         # Expiry Interval above 0 (Clean Start only says whether an old session is resumed).
         if connect.protocol_level == MQTT_5:
@@ -977,7 +1037,7 @@ class Connection:
             principal,
             "iot:Connect",
             broker.client_arn(client_id),
-            {"iot:ClientId": client_id, "iot:ConnectAttributes": attributes},
+            {**context, "iot:ConnectAttributes": attributes},
         ):
             self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "iot:Connect is not allowed")
             return
@@ -996,15 +1056,28 @@ class Connection:
                 self._refuse_connect(ReasonCode.QOS_NOT_SUPPORTED, "will QoS 2 is not supported")
                 return
         self.principal = principal
+        self.policy_context = context
         self.client_id = client_id
         self.will = connect.will
         self._start_session(connect, client_id, assigned)
 
-    async def _authenticate(self, connect: Connect) -> Principal | None:
+    async def _authenticate(self, connect: Connect, client_id: str) -> Identity | None:
         broker = self.broker
+        if self.client_certificate is not None:
+            # AWS: over mutual TLS the certificate is the principal; username is ignored.
+            identity = await asyncio.to_thread(
+                broker.certificate_authenticator, self.client_certificate, client_id
+            )
+            if identity is None:
+                self._refuse_connect(
+                    ReasonCode.NOT_AUTHORIZED, "the client certificate is not registered or ACTIVE"
+                )
+            return identity
+        if self.transport_identity is not None:
+            return self.transport_identity
         if connect.username is None and connect.password is None:
             if broker.config.allow_anonymous:
-                return ANONYMOUS
+                return Identity(ANONYMOUS)
             self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
             return None
         username = connect.username or ""
@@ -1012,7 +1085,8 @@ class Connection:
         principal = await asyncio.to_thread(broker.authenticator, username, password)
         if principal is None:
             self._refuse_connect(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad user name or password")
-        return principal
+            return None
+        return Identity(principal)
 
     def _start_session(self, connect: Connect, client_id: str, assigned: bool) -> None:
         broker = self.broker
@@ -1326,11 +1400,12 @@ class Connection:
         broker = self.broker
         principal = self.principal
         client_id = session.client_id
+        context = dict(self.policy_context)
 
         def fire() -> None:
             session.will_handle = None
             session.pending_will = None
-            broker.spawn(_publish_will(broker, will, client_id, principal))
+            broker.spawn(_publish_will(broker, will, client_id, principal, context))
 
         delay = (will.properties.will_delay_interval or 0) if self.protocol_level == MQTT_5 else 0
         if delay and session.persistent:
@@ -1341,12 +1416,16 @@ class Connection:
 
 
 async def _publish_will(
-    broker: Broker, will: Will, client_id: str, principal: Principal | None
+    broker: Broker,
+    will: Will,
+    client_id: str,
+    principal: Principal | None,
+    context: dict[str, Any],
 ) -> None:
     """[MQTT-3.1.2-8]: the will is published when the connection ends without DISCONNECT."""
     if principal is not None:
         arn = broker.topic_arn(will.topic)
-        context = {"iot:ClientId": client_id}
+        context = context or {"iot:ClientId": client_id}
         if not broker.authorizer(principal, "iot:Publish", arn, context):
             return
         if will.retain and not broker.authorizer(principal, "iot:RetainPublish", arn, context):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from retained.broker.broker import Broker, Connection
+from retained.pki import fingerprint_der
 
 logger = logging.getLogger("retained.broker")
 
@@ -42,7 +45,19 @@ class MqttProtocol(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=_PAUSE_READING_ABOVE)
         peer = transport.get_extra_info("peername")
-        self.connection = Connection(self.broker, self, peer=str(peer))
+        # On the TLS listener the handshake already verified the chain to our CA (and the
+        # validity dates); the broker checks the certificate's status at CONNECT.
+        client_certificate = None
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            der = ssl_object.getpeercert(binary_form=True)
+            if der is None:  # cannot happen with CERT_REQUIRED; refuse rather than trust
+                transport.close()
+                return
+            client_certificate = fingerprint_der(der)
+        self.connection = Connection(
+            self.broker, self, peer=str(peer), client_certificate=client_certificate
+        )
         self._last_read = self.loop.time()
         self._arm_timer()
 
@@ -154,4 +169,34 @@ async def start_tcp_listener(broker: Broker, host: str, port: int) -> asyncio.Se
     server = await broker.loop.create_server(lambda: MqttProtocol(broker), host, port, backlog=1024)
     for sock in server.sockets:
         logger.info("MQTT listening on %s", sock.getsockname())
+    return server
+
+
+def client_certificate_context(
+    *, ca_file: Path, certificate_file: Path, key_file: Path
+) -> ssl.SSLContext:
+    """TLS 1.2+ server side that requires a client certificate chaining to our CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(str(certificate_file), str(key_file))
+    return context
+
+
+async def start_tls_listener(
+    broker: Broker, host: str, port: int, *, ca_file: Path, certificate_file: Path, key_file: Path
+) -> asyncio.Server:
+    context = client_certificate_context(
+        ca_file=ca_file, certificate_file=certificate_file, key_file=key_file
+    )
+    server = await broker.loop.create_server(
+        lambda: MqttProtocol(broker),
+        host,
+        port,
+        backlog=1024,
+        ssl=context,
+        ssl_handshake_timeout=10.0,
+    )
+    for sock in server.sockets:
+        logger.info("MQTT over TLS listening on %s", sock.getsockname())
     return server

@@ -29,6 +29,7 @@ class ServerProcess:
     http_port: int
     mqtt_port: int
     env: dict[str, str]
+    mqtts_port: int = field(default_factory=lambda: free_port())
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -64,6 +65,8 @@ class ServerProcess:
                 str(self.http_port),
                 "--mqtt-port",
                 str(self.mqtt_port),
+                "--mqtts-port",
+                str(self.mqtts_port),
             ],
             cwd=REPO_ROOT,
             env=self.env,
@@ -101,6 +104,11 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    @property
+    def pki_dir(self) -> Path:
+        """The server's CA and TLS listener files (root-CA.crt, ca.key, server.crt)."""
+        return self.data_dir / "pki"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -35,6 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--http-port", type=int, default=8000, help="console + API port")
         parser.add_argument("--mqtt-port", type=int, default=1883, help="MQTT (TCP) port")
         parser.add_argument(
+            "--mqtts-port",
+            type=int,
+            default=8883,
+            help="MQTT over TLS with X.509 client certificates (0: no TLS listener)",
+        )
+        parser.add_argument(
             "--no-migrate", action="store_true", help="do not apply migrations first"
         )
         parser.add_argument(
@@ -62,9 +68,10 @@ class Command(BaseCommand):
             options["bind"],
             options["http_port"],
             None if options["no_broker"] else options["mqtt_port"],
+            options["mqtts_port"],
         )
 
-    def _run(self, bind: str, http_port: int, mqtt_port: int | None) -> None:
+    def _run(self, bind: str, http_port: int, mqtt_port: int | None, mqtts_port: int) -> None:
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
         from twisted.internet import defer
@@ -87,13 +94,20 @@ class Command(BaseCommand):
             if mqtt_port is None:
                 return
             try:
-                running.append(await start_broker(bind=bind, mqtt_port=mqtt_port))
+                running.append(
+                    await start_broker(bind=bind, mqtt_port=mqtt_port, mqtts_port=mqtts_port)
+                )
             except Exception as error:
                 failed.append(error)
                 logger.error("the MQTT broker could not start: %s", error)
                 reactor.stop()
                 return
             self.stdout.write(f"MQTT broker at mqtt://{bind}:{mqtt_port}")
+            if mqtts_port:
+                self.stdout.write(
+                    f"MQTT over TLS (client certificates) at mqtts://{bind}:{mqtts_port}"
+                )
+            self.stdout.write(f"MQTT over WebSocket at ws://{bind}:{http_port}/mqtt")
             self.stdout.flush()
 
         def stop() -> defer.Deferred[None] | None:

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.core.management.base import CommandError, CommandParser
 
-from retained.models import Policy
+from retained.models import Certificate, Policy
 
 
 def add_target_arguments(parser: CommandParser) -> None:
@@ -34,5 +34,8 @@ def resolve_target(options: dict[str, Any]) -> tuple[Policy, dict[str, Any]]:
             raise CommandError(f"no group named {options['group']!r}")
         return policy, {"group": group}
     if options["certificate"]:
-        return policy, {"certificate_id": options["certificate"]}
+        certificate_id = options["certificate"].strip().lower()
+        if not Certificate.objects.filter(pk=certificate_id).exists():
+            raise CommandError(f"no certificate {certificate_id!r} (see create_certificate)")
+        return policy, {"certificate_id": certificate_id}
     return policy, {"anonymous": True}
