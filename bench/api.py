@@ -40,7 +40,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode, percent_encode_sequence
 
-from tests.support.server import ServerProcess, make_server
+from tests.support.server import NO_RATE_LIMITS, ServerProcess, make_server
 
 REGION = "us-east-1"
 SERVICE = "iotdata"
@@ -501,10 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="retained-bench-"))
     env = {"LOG_LEVEL": args.server_log_level} if args.server_log_level else {}
-    server = make_server(data_dir, **env)
+    # Raw throughput: AWS's rate limits (10 List/s, 500 Get/s, ...) off.
+    server = make_server(data_dir, **NO_RATE_LIMITS, **env)
     phases: list[PhaseResult] = []
     try:
         print(f"data dir: {data_dir}", flush=True)
+        print("rate limits: off (RETAINED_*_PER_SECOND=0), to measure raw throughput", flush=True)
         server.manage("migrate", "--verbosity", "0")
         began = time.monotonic()
         seeded = server.manage("seed_retained", str(args.messages))

@@ -56,6 +56,7 @@ from bench.mqtt_load import (
     run_workers,
     split,
 )
+from retained.conf import RATE_LIMIT_FIELDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -344,6 +345,8 @@ def our_env(data_dir: Path, *, wildcard: bool = False) -> dict[str, str]:
         if not key.startswith(("RETAINED_", "DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS"))
     }
     env.update({"RETAINED_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+    # Raw throughput: AWS's rate limits (500 retained publishes/s, 1/s per topic) off.
+    env.update({f"RETAINED_{name.upper()}": "0" for name in RATE_LIMIT_FIELDS})
     if wildcard:
         env["RETAINED_WILDCARD_DELIVERY"] = "true"
     return env
@@ -1023,6 +1026,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-broker-"))
     try:
         print(f"Machine: {machine_line(versions)}")
+        print("Our broker: rate limits off (RETAINED_*_PER_SECOND=0), to measure raw throughput")
         print(
             f"Generator: {settings.procs} process(es) per role; scanner ceiling"
             f" {mqtt_load.scanner_speed():,.0f} PUBLISH/s per process; open-file limit {fd_limit}"

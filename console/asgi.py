@@ -14,12 +14,14 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from console.routing import websocket_urlpatterns  # noqa: E402
 from retained.api.asgi import DataPlaneRouter  # noqa: E402
+from retained.broker.websocket import MqttWebSocketRouter  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": DataPlaneRouter(ASGIStaticFilesHandler(django_asgi_app)),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # /mqtt (MQTT over WebSocket) first: devices send no Origin and need no session.
+        "websocket": MqttWebSocketRouter(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -1,4 +1,4 @@
-"""Forms of the console: edit a retained message, create one."""
+"""Forms of the console: edit a retained message, create one; device certificates."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.db.models import QuerySet
 
 from console.views.payloads import JSON_CONTENT_TYPES
 from retained import store
+from retained.certificates import MAX_THING_NAME
+from retained.models import Policy
 from retained.topics import InvalidTopicError
 
 QOS_CHOICES = [(0, "0 — at most once"), (1, "1 — at least once")]
@@ -148,3 +151,74 @@ class CreateRetainedForm(RetainedMessageForm):
         except InvalidTopicError as error:
             raise forms.ValidationError(str(error), code="invalid_topic") from None
         return topic
+
+
+# --- device certificates --------------------------------------------------------------------
+
+MAX_CSR_CHARS = 20_000  # a 4096-bit RSA CSR with a long subject is under 4 KB of PEM
+
+
+class CreateCertificateForm(forms.Form):
+    """The "Create certificate" form: an optional thing name (retained.certificates validates
+    it), and a token per rendered form, so that sending the same form again (a reload of the
+    result, a double click) leads to the certificate it created instead of minting another."""
+
+    thing_name = forms.CharField(
+        required=False,
+        max_length=MAX_THING_NAME,
+        label="Thing name",
+        widget=forms.TextInput(
+            attrs={
+                "class": "mono",
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "placeholder": "Thing name (optional)",
+            }
+        ),
+    )
+    request_token = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+
+class RegisterCertificateForm(forms.Form):
+    """A device's own certificate signing request, signed by the local CA."""
+
+    csr = forms.CharField(
+        label="Certificate signing request (PEM)",
+        max_length=MAX_CSR_CHARS,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 14,
+                "class": "mono",
+                "spellcheck": "false",
+                "placeholder": "-----BEGIN CERTIFICATE REQUEST-----",
+            }
+        ),
+    )
+    thing_name = forms.CharField(
+        required=False,
+        max_length=MAX_THING_NAME,
+        label="Thing name",
+        widget=forms.TextInput(attrs={"class": "mono", "autocomplete": "off"}),
+    )
+
+
+class AttachPolicyForm(forms.Form):
+    """One existing policy, by name. `choices` narrows what the select offers (the policies
+    not attached yet); any existing policy validates (attaching twice changes nothing)."""
+
+    policy = forms.ModelChoiceField(
+        queryset=Policy.objects.all(), to_field_name="name", empty_label="Choose a policy…"
+    )
+
+    def __init__(self, *args: Any, choices: QuerySet[Policy] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if choices is not None:
+            field = self.fields["policy"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = choices
+
+
+class DetachPolicyForm(forms.Form):
+    policy = forms.ModelChoiceField(
+        queryset=Policy.objects.all(), to_field_name="name", widget=forms.HiddenInput
+    )

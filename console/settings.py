@@ -10,7 +10,7 @@ from typing import Any
 
 import dj_database_url
 
-from retained.conf import Limits, env_bool, env_path, env_str
+from retained.conf import Limits, env_bool, env_int, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("RETAINED_DATA_DIR", BASE_DIR / "var")
@@ -123,9 +123,23 @@ LOGIN_REDIRECT_URL = "/"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 12 * 3600  # a working day; signing in again after that is cheap
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+# `serve` speaks plain HTTP, where a browser would drop Secure cookies: set
+# RETAINED_SECURE_COOKIES=true behind an HTTPS proxy. SESSION_COOKIE_SECURE: its old name.
+SESSION_COOKIE_SECURE = env_bool(
+    "RETAINED_SECURE_COOKIES", env_bool("SESSION_COOKIE_SECURE", False)
+)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Sign-in throttling (console and admin; in this process's memory): this many failed
+# attempts for one username, or from one client address, within the lockout period refuse
+# further attempts (HTTP 429) for that period. 0 = no limit.
+RETAINED_LOGIN_FAILURES_PER_USERNAME = env_int("RETAINED_LOGIN_FAILURES_PER_USERNAME", 5, minimum=0)
+RETAINED_LOGIN_FAILURES_PER_IP = env_int("RETAINED_LOGIN_FAILURES_PER_IP", 20, minimum=0)
+RETAINED_LOGIN_LOCKOUT_SECONDS = env_int("RETAINED_LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
 
 LOGGING = {
     "version": 1,

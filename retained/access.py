@@ -305,6 +305,19 @@ def authorize(
     return result
 
 
+def is_unrestricted(principal: Principal) -> bool:
+    """Whether `principal` may do every action on every resource (root, or a policy that
+    allows everything while none of theirs denies anything): callers can skip per-resource
+    checks for it until policies change."""
+    snapshot = current_snapshot() or reload()
+    if snapshot.is_root(principal):
+        return True
+    open_key = (id(snapshot), principal)
+    if open_key not in _unrestricted:
+        _unrestricted[open_key] = _unrestricted_policy(snapshot.policies(principal))
+    return _unrestricted[open_key] is not None
+
+
 def is_allowed(
     principal: Principal, action: str, resource: str, context: Mapping[str, ContextValue]
 ) -> bool:

@@ -71,10 +71,12 @@ class Limits:
     message_expiry_max_seconds: int = 604_800
     retention_days: int = 1095
     list_max_results: int = 200
-    retained_publishes_per_second: int = 500
+    # Rate limits (per process; the burst is the per-second rate; 0 = unlimited). Retained
+    # publishes count only with a payload: 0-byte deletes are never throttled.
+    retained_publishes_per_second: int = 500  # per account: MQTT, HTTP Publish, console
     retained_publishes_per_topic_per_second: int = 1
-    get_retained_per_second: int = 500
-    list_retained_per_second: int = 10
+    get_retained_per_second: int = 500  # GetRetainedMessage requests
+    list_retained_per_second: int = 10  # ListRetainedMessages requests
     sigv4_max_skew_seconds: int = 900
 
     @classmethod
@@ -84,6 +86,15 @@ class Limits:
             for field in fields(cls)
         }
         return cls(**values)
+
+
+RATE_LIMIT_FIELDS = (
+    "retained_publishes_per_second",
+    "retained_publishes_per_topic_per_second",
+    "get_retained_per_second",
+    "list_retained_per_second",
+)
+"""The `Limits` fields that are rates (tests and benchmarks set them to 0: unlimited)."""
 
 
 def limit_env_names() -> list[str]:

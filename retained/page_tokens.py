@@ -53,7 +53,7 @@ def decode_page_token(token: str, *, key: bytes) -> str:
         raise InvalidPageTokenError("nextToken has been altered or belongs to another server")
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
         raise InvalidPageTokenError("nextToken is malformed") from None
     if not isinstance(data, dict) or data.get("v") != _VERSION:
         raise InvalidPageTokenError("nextToken has an unknown version")

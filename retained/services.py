@@ -13,11 +13,22 @@ import time
 
 from django.conf import settings
 
-from retained import runtime, store
+from retained import runtime, store, throttles
 from retained.conf import Limits
+from retained.ratelimit import Throttled
 from retained.store import Actor, MessageProperties
 
 PUBLISH_TIMEOUT_SECONDS = 30.0
+
+
+class RetainedPublishThrottledError(store.StoreError):
+    """AWS: retained publishes with a payload are rate limited, per account and per topic."""
+
+    def __init__(self, throttled: Throttled) -> None:
+        super().__init__(throttled.message)
+        self.throttled = throttled
+        self.retry_after = throttled.retry_after
+        self.retry_after_seconds = throttled.retry_after_seconds
 
 
 def publish(
@@ -31,10 +42,17 @@ def publish(
 ) -> None:
     """Publish a message as `actor` (from a worker thread, never the event loop).
 
-    Raises the store's errors; nothing is half-done.
+    Raises the store's errors (RetainedPublishThrottledError over the rate limits); nothing
+    is half-done.
     """
     limits: Limits = settings.RETAINED_LIMITS
     store.validate_publish(topic, payload, qos=qos, retain=retain, limits=limits)
+    if retain and payload:
+        # Charged here, once, for the API and the console; the broker charges only MQTT
+        # clients. AWS: 0-byte deletes are never throttled.
+        throttled = throttles.retained_publish_limiter().try_acquire(topic)
+        if throttled is not None:
+            raise RetainedPublishThrottledError(throttled)
     broker, loop = runtime.broker_and_loop()
     if broker is None or loop is None:
         if retain:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from retained import events
 from retained.conf import Limits
@@ -519,7 +520,7 @@ def _literal_prefix(topic_filter: str) -> str:
 
 def iter_retained_matching(
     topic_filter: str, *, chunk_size: int = 2000, now: datetime | None = None
-) -> Iterator[list[StoredMessage]]:
+) -> Iterator[list[RetainedCopy]]:
     """Live retained messages whose topic matches `topic_filter`, in chunks, topic order."""
     after: str | None = None
     while True:
@@ -530,7 +531,68 @@ def iter_retained_matching(
             return
 
 
-_DELIVERY_COLUMNS = (
+@dataclass(frozen=True, slots=True)
+class RetainedCopy:
+    """What delivering a retained message on subscribe needs (no audit columns)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    properties: MessageProperties
+    last_modified_ms: int
+    expires_at: datetime | None
+
+
+def retained_matching_page(
+    topic_filter: str, *, after: str | None, limit: int = 2000, now: datetime | None = None
+) -> tuple[list[RetainedCopy], str | None]:
+    """One keyset page of live retained messages matching `topic_filter` (topic order).
+
+    Returns the matching messages and the topic to continue after (None when done). A hot
+    path (a new `#` subscriber in spec mode reads every row): one SQL statement over the topic
+    index, plain tuples, no model instances; properties parsed only where present.
+    """
+    now = now or timezone.now()
+    ops = connection.ops
+    conditions = [f"({_C_EXPIRES} IS NULL OR {_C_EXPIRES} > %s)"]
+    params: list[Any] = [ops.adapt_datetimefield_value(now)]
+    prefix = _literal_prefix(topic_filter)
+    if prefix:
+        conditions.append(f"{_C_TOPIC} >= %s")
+        params.append(prefix)
+        upper = _prefix_upper_bound(prefix)
+        if upper is not None:
+            conditions.append(f"{_C_TOPIC} < %s")
+            params.append(upper)
+    if after is not None:
+        conditions.append(f"{_C_TOPIC} > %s")
+        params.append(after)
+    params.append(limit)
+    sql = (
+        f"SELECT {_COPY_SELECT} FROM {_TABLE} WHERE {' AND '.join(conditions)} "  # noqa: S608 -- names from the model, values bound
+        f"ORDER BY {_C_TOPIC} LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    every_plain_topic = topic_filter == "#"
+    matching = [
+        _copy_from_row(row)
+        for row in rows
+        if (
+            not row[0].startswith("$") if every_plain_topic else topic_matches(topic_filter, row[0])
+        )
+    ]
+    return matching, (rows[-1][0] if len(rows) == limit else None)
+
+
+def _quoted(name: str) -> str:
+    column = RetainedMessage._meta.get_field(name).column  # type: ignore[union-attr]
+    assert isinstance(column, str)
+    return connection.ops.quote_name(column)
+
+
+_COPY_COLUMNS = (
     "topic",
     "payload",
     "qos",
@@ -541,23 +603,33 @@ _DELIVERY_COLUMNS = (
     "user_properties",
     "message_expiry_interval",
     "last_modified_ms",
-    "last_accessed_at",
     "expires_at",
-    "set_by_kind",
-    "set_by",
 )
+_TABLE = connection.ops.quote_name(RetainedMessage._meta.db_table)
+_COPY_SELECT = ", ".join(_quoted(name) for name in _COPY_COLUMNS)
+_C_TOPIC = _quoted("topic")
+_C_EXPIRES = _quoted("expires_at")
+_C_ACCESSED = _quoted("last_accessed_at")
 
 
-def _stored_from_columns(values: tuple[Any, ...]) -> StoredMessage:
+def _copy_from_row(row: tuple[Any, ...]) -> RetainedCopy:
     # fmt: off
     (topic, payload, qos, content_type, pfi, response_topic, correlation, user_properties,
-     expiry, last_modified_ms, last_accessed_at, expires_at, set_by_kind, set_by) = values
+     expiry, last_modified_ms, expires_at) = row
     # fmt: on
-    return StoredMessage(
-        topic=topic,
-        payload=bytes(payload),
-        qos=qos,
-        properties=MessageProperties(
+    if user_properties == "[]":  # the common case, without parsing
+        user_properties = None
+    elif isinstance(user_properties, str):  # SQLite hands JSON back as text
+        user_properties = json.loads(user_properties)
+    if (
+        content_type
+        or pfi is not None
+        or response_topic
+        or correlation is not None
+        or user_properties
+        or expiry is not None
+    ):
+        properties = MessageProperties(
             content_type=content_type,
             payload_format_indicator=pfi,
             response_topic=response_topic,
@@ -566,31 +638,20 @@ def _stored_from_columns(values: tuple[Any, ...]) -> StoredMessage:
             if user_properties
             else (),
             message_expiry_interval=expiry,
-        ),
-        last_modified_ms=last_modified_ms,
-        last_accessed_at=last_accessed_at,
-        expires_at=expires_at,
-        set_by=Actor(kind=SetByKind(set_by_kind), name=set_by),
-    )
+        )
+    else:
+        properties = NO_PROPERTIES
+    if isinstance(expires_at, str):
+        expires_at = _parse_stored_datetime(expires_at)
+    return RetainedCopy(topic, bytes(payload), qos, properties, last_modified_ms, expires_at)
 
 
-def retained_matching_page(
-    topic_filter: str, *, after: str | None, limit: int = 2000, now: datetime | None = None
-) -> tuple[list[StoredMessage], str | None]:
-    """One keyset page of live retained messages matching `topic_filter` (topic order).
-
-    Returns the matching messages and the topic to continue after (None when done). Reads
-    plain values, not model instances: delivering 100,000 retained messages is a hot path.
-    """
-    now = now or timezone.now()
-    rows = RetainedMessage.objects.filter(_not_expired(now)).filter(
-        _topic_prefix_range(_literal_prefix(topic_filter))
-    )
-    if after is not None:
-        rows = rows.filter(topic__gt=after)
-    values = list(rows.order_by("topic").values_list(*_DELIVERY_COLUMNS)[:limit])
-    matching = [_stored_from_columns(v) for v in values if topic_matches(topic_filter, v[0])]
-    return matching, (values[-1][0] if len(values) == limit else None)
+def _parse_stored_datetime(text: str) -> datetime:
+    """A datetime column read through a plain cursor (SQLite returns text, in UTC)."""
+    parsed = parse_datetime(text)
+    if parsed is None:
+        raise ValueError(f"not a stored datetime: {text!r}")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _topic_prefix_range(prefix: str) -> Q:
@@ -602,15 +663,19 @@ def _topic_prefix_range(prefix: str) -> Q:
 
 
 def touch_retained(topics: list[str], *, now: datetime | None = None) -> int:
-    """Move the last-accessed clock of `topics` (deliveries count as accesses)."""
+    """Move the last-accessed clock of `topics` (deliveries count as accesses). One prepared
+    statement for all of them: a `#` subscriber in spec mode touches every row."""
     now = now or timezone.now()
-    touched = 0
-    for first in range(0, len(topics), 500):
-        touched += RetainedMessage.objects.filter(
-            topic__in=topics[first : first + 500],
-            last_accessed_at__lt=now - ACCESS_CLOCK_RESOLUTION,
-        ).update(last_accessed_at=now)
-    return touched
+    ops = connection.ops
+    stamp = ops.adapt_datetimefield_value(now)
+    older = ops.adapt_datetimefield_value(now - ACCESS_CLOCK_RESOLUTION)
+    sql = (
+        f"UPDATE {_TABLE} SET {_C_ACCESSED} = %s "  # noqa: S608 -- names from the model, values bound
+        f"WHERE {_C_TOPIC} = %s AND {_C_ACCESSED} < %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(stamp, topic, older) for topic in topics])
+        return max(cursor.rowcount, 0)
 
 
 def sweep_retained(*, now: datetime | None = None, batch_size: int = 1000) -> int:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from retained.conf import RATE_LIMIT_FIELDS
 from tests.support.server import ServerProcess, make_server
 
 
@@ -55,6 +57,21 @@ def iot_data_client(server: ServerProcess, credentials: Credentials, **kwargs: A
         config=kwargs.pop("config", Config(retries={"max_attempts": 1, "mode": "standard"})),
         **kwargs,
     )
+
+
+@pytest.fixture(autouse=True)
+def no_rate_limits(settings: Any) -> Iterator[None]:
+    """In-process code runs with the rate limits off and no sign-in failures remembered: many
+    tests replace one retained message quickly. A test wants the limits: it sets
+    settings.RETAINED_LIMITS (or the RETAINED_LOGIN_* settings) itself."""
+    from console import login_throttle
+
+    settings.RETAINED_LIMITS = dataclasses.replace(
+        settings.RETAINED_LIMITS, **dict.fromkeys(RATE_LIMIT_FIELDS, 0)
+    )
+    login_throttle.reset()
+    yield
+    login_throttle.reset()
 
 
 @pytest.fixture(scope="session")

@@ -111,6 +111,9 @@ def _save(
         return conflict
     try:
         _publish(request, topic, form, current)
+    except services.RetainedPublishThrottledError as error:
+        form.add_error(None, f"Rate exceeded: retry in {error.retry_after_seconds} s")
+        return {}
     except (store.StoreError, InvalidTopicError) as error:
         form.add_error(None, str(error))
         return {}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 
+from retained.ratelimit import retry_after_seconds
+
 
 class ApiError(Exception):
     status = 500
@@ -56,6 +58,18 @@ class RequestEntityTooLarge(ApiError):
 class Throttling(ApiError):
     status = 429
     error_type = "ThrottlingException"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        """`retry_after`: seconds until a retry can succeed, sent as `Retry-After` (a rate
+        limit knows it; the retained-message count quota does not)."""
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def response(self) -> JsonResponse:
+        response = super().response()
+        if self.retry_after is not None:
+            response["Retry-After"] = str(retry_after_seconds(self.retry_after))
+        return response
 
 
 class InternalFailure(ApiError):

@@ -35,10 +35,10 @@ def topic_from_raw_path(raw_path: str, prefix: str) -> str:
     encoded = raw_path[len(prefix) :]
     # SigV4 signs the dot-normalized path; refuse literal dot or empty segments so what was
     # signed and what we act on cannot differ. (Encoded "%2F" slashes are part of the topic.)
-    if any(segment in ("", ".", "..") for segment in encoded.split("/")[1:]) or encoded in (
-        ".",
-        "..",
-    ):
+    # The first segment counts too: "/topics/./a" is signed as "/topics/a". Only it may be
+    # empty: "/topics//a" is the topic "/a".
+    segments = encoded.split("/")
+    if any(segment in (".", "..") for segment in segments) or "" in segments[1:]:
         raise ParameterError("the request path has empty or dot segments; percent-encode the topic")
     try:
         topic = unquote(encoded, encoding="utf-8", errors="strict")
@@ -52,9 +52,13 @@ def topic_from_raw_path(raw_path: str, prefix: str) -> str:
 def parse_int(name: str, raw: str | None, *, default: int, minimum: int, maximum: int) -> int:
     if raw is None:
         return default
+    # ASCII digits only: int() alone also takes " 1", "1_0" and other scripts' digits (U+0661).
+    digits = raw[1:] if raw[:1] in ("+", "-") else raw
+    if not (digits.isascii() and digits.isdigit()):
+        raise ParameterError(f"{name} must be an integer, got {raw[:40]!r}")
     try:
         value = int(raw, 10)
-    except ValueError:
+    except ValueError:  # more digits than int() converts
         raise ParameterError(f"{name} must be an integer, got {raw[:40]!r}") from None
     if not minimum <= value <= maximum:
         raise ParameterError(f"{name} must be between {minimum} and {maximum}, got {value}")

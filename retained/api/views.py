@@ -15,13 +15,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from retained import access, services, store
+from retained import access, services, store, throttles
 from retained.api import errors, params
 from retained.api.auth import authenticate, wire_request
 from retained.api.sigv4 import HttpRequest as WireRequest
 from retained.conf import Limits
 from retained.models import AccessKey, SetByKind
 from retained.policy import topic_arn
+from retained.ratelimit import RateLimiter
 
 logger = logging.getLogger("retained.api")
 
@@ -57,6 +58,8 @@ def api_view(method: str) -> Callable[[ApiView], Callable[[HttpRequest], HttpRes
                 return errors.RequestEntityTooLarge(str(error)).response()
             except store.RetainedQuotaExceededError as error:
                 return errors.Throttling(str(error)).response()
+            except services.RetainedPublishThrottledError as error:
+                return errors.Throttling(str(error), retry_after=error.retry_after).response()
             except (
                 store.InvalidTopicError,
                 store.InvalidPageTokenError,
@@ -85,6 +88,16 @@ def _require(key: AccessKey, action: str, resource: str) -> None:
         raise errors.Unauthorized(access.denial_message(action, resource, result))
 
 
+def _throttle(limiter: RateLimiter, operation: str) -> None:
+    """AWS: per-account request rates; counted once the caller is known and allowed."""
+    wait = limiter.try_acquire()
+    if wait:
+        raise errors.Throttling(
+            f"Rate exceeded: at most {limiter.rate:g} {operation} requests per second",
+            retry_after=wait,
+        )
+
+
 def _topic_arn(topic: str) -> str:
     return topic_arn(settings.RETAINED_REGION, settings.RETAINED_ACCOUNT_ID, topic)
 
@@ -103,6 +116,7 @@ def _refuse_oversize_body(request: HttpRequest) -> None:
 @api_view("GET")
 def list_retained_messages(request: HttpRequest, wire: WireRequest, key: AccessKey) -> HttpResponse:
     _require(key, "iot:ListRetainedMessages", "*")
+    _throttle(throttles.list_retained_limiter(), "ListRetainedMessages")
     query = params.parse_query(wire.raw_query)
     limits = _limits()
     max_results = params.parse_int(
@@ -135,6 +149,7 @@ def get_retained_message(request: HttpRequest, wire: WireRequest, key: AccessKey
     topic = params.topic_from_raw_path(wire.raw_path, "/retainedMessage/")
     store.validate_topic(topic, limits=_limits())
     _require(key, "iot:GetRetainedMessage", _topic_arn(topic))
+    _throttle(throttles.get_retained_limiter(), "GetRetainedMessage")
     message = store.get_retained(topic)
     if message is None:
         raise errors.ResourceNotFound(f"No retained message exists for topic {topic!r}")

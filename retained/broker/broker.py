@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -51,6 +51,7 @@ from retained.broker.router import SubscriptionIndex, SubscriptionOptions
 from retained.broker.writer import DatabaseWriter
 from retained.conf import Limits
 from retained.models import SetByKind
+from retained.ratelimit import RetainedPublishLimiter, Throttled
 from retained.topics import (
     InvalidTopicError,
     TopicLimits,
@@ -321,16 +322,26 @@ class Broker:
         policy_refresher: Callable[[], object] | None = None,
         certificate_authenticator: CertificateAuthenticator = refuse_certificates,
         principal_validator: Callable[[Principal], bool] = always_valid,
+        principal_unrestricted: Callable[[Principal], bool] | None = None,
+        retained_publish_limiter: RetainedPublishLimiter | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """`authorizer` must not block (it runs on the loop); `policy_refresher`, run in a
-        thread at start and every few seconds, keeps what it reads fresh."""
+        thread at start and every few seconds, keeps what it reads fresh.
+        `retained_publish_limiter` (None: unlimited) rates MQTT clients' retained publishes;
+        the process shares it with the API and console, which are charged before `publish`."""
         self.config = config
+        self.retained_publish_limiter = retained_publish_limiter
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.policy_refresher = policy_refresher
         self.certificate_authenticator = certificate_authenticator
         self.principal_validator = principal_validator
+        # Whether a principal may do everything (no per-topic checks needed); without it,
+        # only the allow_everything authorizer is known to allow everything.
+        self.principal_unrestricted = principal_unrestricted or (
+            lambda principal: authorizer is allow_everything
+        )
         self.policy_epoch = 0  # moves whenever the refresher returns something new
         self._policy_state: object = None
         self.loop = loop or asyncio.get_event_loop()
@@ -345,8 +356,11 @@ class Broker:
         self._refresher: asyncio.Task[None] | None = None
         self._to_forget: list[int] = []
         self._forget_scheduled = False
+        # The commit of the latest copy queued for an offline persistent session: the writer
+        # commits in submission order, so once it is done every earlier one is durable too.
+        self._last_queued_write: asyncio.Future[Any] | None = None
         self._client_ids = itertools.count(1)
-        self.stats: dict[str, int] = {"published": 0, "delivered": 0}
+        self.stats: dict[str, int] = {"published": 0, "delivered": 0, "throttled": 0}
         self.started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -502,6 +516,7 @@ class Broker:
 
         future = self.writer.submit(enqueue)
         assert future is not None
+        self._last_queued_write = future
 
         def remember(done: asyncio.Future[Any]) -> None:
             row_id = done.result()
@@ -545,6 +560,15 @@ class Broker:
         self.stats["delivered"] += delivered
         return delivered
 
+    def route_durably(self, message: Message) -> tuple[int, asyncio.Future[Any] | None]:
+        """`route`, plus the commit to wait for before acknowledging the message (PUBACK,
+        HTTP 200): that of the copies it left in offline persistent sessions' queues, which
+        would otherwise die with the process. None when it queued nothing."""
+        before = self._last_queued_write
+        delivered = self.route(message)
+        queued = self._last_queued_write
+        return delivered, queued if queued is not before else None
+
     def _is_online(self, client_id: str) -> bool:
         session = self.sessions.get(client_id)
         return session is not None and session.connection is not None
@@ -566,6 +590,17 @@ class Broker:
 
     def client_arn(self, client_id: str) -> str:
         return f"arn:aws:iot:{self.config.region}:{self.config.account_id}:client/{client_id}"
+
+    def throttle_retained(self, topic: str) -> Throttled | None:
+        """AWS: an MQTT client's retained publish with a payload takes a token from the
+        account's and the topic's rate limits; None when it may go ahead."""
+        limiter = self.retained_publish_limiter
+        if limiter is None:
+            return None
+        throttled = limiter.try_acquire(topic)
+        if throttled is not None:
+            self.stats["throttled"] += 1
+        return throttled
 
     def store_retained(self, message: Message, actor: store.Actor) -> asyncio.Future[Any]:
         properties = message.properties
@@ -594,7 +629,10 @@ class Broker:
                 raise outcome
             message.expires_at = _expiry_epoch(outcome)
             message.stored_ms = _stored_ms(outcome)
-        return self.route(message)
+        delivered, queued = self.route_durably(message)
+        if queued is not None:
+            await queued  # a failed queue write was logged by the writer
+        return delivered
 
     async def deliver_retained(
         self, session: Session, topic_filter: str, options: SubscriptionOptions
@@ -617,53 +655,130 @@ class Broker:
         if share_group is not None:
             return  # shared subscriptions never get retained messages on subscribe
         if self.config.wildcard_delivery:
-            delivered: list[str] = []
-            after: str | None = None
-            while session.connection is not None:
-                chunk, after = await asyncio.to_thread(
-                    _in_django_thread,
-                    partial(store.retained_matching_page, plain_filter, after=after),
-                )
-                delivered += self._deliver_stored(session, chunk, options)
-                if after is None:
-                    break
+            delivered = await self._deliver_matching(session, plain_filter, options)
         elif is_wildcard_filter(plain_filter):
             return  # AWS: retained delivered on exact-match subscribe only
         else:
             found = await asyncio.to_thread(
                 _in_django_thread, lambda: store.get_retained(plain_filter, touch=False)
             )
-            delivered = self._deliver_stored(session, [found] if found else [], options)
+            delivered = []
+            if found is not None:
+                self._deliver_stored(session, [found], 0, options, delivered)
         if delivered:
             self.writer.submit(lambda: store.touch_retained(delivered), wait=False)
+
+    async def _deliver_matching(
+        self, session: Session, topic_filter: str, options: SubscriptionOptions
+    ) -> list[str]:
+        """Spec mode: every stored message matching a wildcard filter, page by page (the
+        next page is read while this one is sent), pausing while the client's socket
+        buffer is full rather than dropping retained copies."""
+
+        def read(after: str | None) -> asyncio.Future[Any]:
+            page = partial(store.retained_matching_page, topic_filter, after=after)
+            return asyncio.ensure_future(asyncio.to_thread(_in_django_thread, page))
+
+        delivered: list[str] = []
+        next_page: asyncio.Future[Any] | None = read(None)
+        try:
+            while next_page is not None:
+                chunk, after = await next_page
+                next_page = read(after) if after is not None else None
+                index = 0
+                while index < len(chunk):
+                    if session.connection is None:
+                        return delivered
+                    index = self._deliver_stored(session, chunk, index, options, delivered)
+                    await self._drained(session)
+        finally:
+            if next_page is not None:
+                next_page.cancel()  # the client went away: the read's result is not needed
+        return delivered
+
+    async def _drained(self, session: Session) -> None:
+        """Until the client's output buffer is below half the high-water mark."""
+        limit = self.config.write_buffer_high_water // 2
+        while True:
+            connection = session.connection
+            if connection is None or connection.closed:
+                return
+            if connection.transport.write_buffer_size() <= limit:
+                return
+            await asyncio.sleep(0.002)
 
     def _deliver_stored(
         self,
         session: Session,
-        chunk: list[store.StoredMessage],
+        chunk: Sequence[store.RetainedCopy | store.StoredMessage],
+        start: int,
         options: SubscriptionOptions,
-    ) -> list[str]:
-        delivered: list[str] = []
+        delivered: list[str],
+    ) -> int:
+        """Send chunk[start:] as retained copies until the client's output buffer passes the
+        high-water mark; returns where to continue. QoS 0 copies without properties (the bulk
+        of a `#` subscription) are encoded straight into one joined write."""
+        connection = session.connection
+        if connection is None:
+            return len(chunk)
+        unrestricted = connection.receives_everything()
+        level = connection.protocol_level
+        max_packet = connection.client_max_packet
+        high_water = self.config.write_buffer_high_water
+        live_seen = session.live_retained_seen
+        batch: list[bytes] = []
+        batch_bytes = connection.transport.write_buffer_size()
+        sent: list[tuple[str, int]] = []
         now = time.time()
-        for stored in chunk:
-            if session.connection is None:
-                break
-            if not self._may_receive(session, stored.topic):
+        index = start
+        while index < len(chunk):
+            stored = chunk[index]
+            index += 1
+            topic = stored.topic
+            if not unrestricted and not self._may_receive(session, topic):
                 continue
-            if session.live_retained_seen.get(stored.topic, -1) >= stored.last_modified_ms:
+            if live_seen and live_seen.get(topic, -1) >= stored.last_modified_ms:
                 continue  # this one, or a newer one, already went out live
-            message = Message(
-                topic=stored.topic,
-                payload=stored.payload,
-                qos=stored.qos,
-                retain=True,
-                properties=properties_from_store(stored.properties),
-                expires_at=_expiry_epoch(stored),
-            )
-            session.deliver(message, options, retained_delivery=True, now=now)
-            session.note_retained_sent(stored.topic, stored.last_modified_ms)
-            delivered.append(stored.topic)
-        return delivered
+            plain = stored.properties is store.NO_PROPERTIES or level != MQTT_5
+            if (stored.qos == 0 or options.qos == 0) and stored.expires_at is None and plain:
+                data = encode_publish(
+                    topic=topic,
+                    payload=stored.payload,
+                    qos=0,
+                    retain=True,
+                    dup=False,
+                    packet_id=None,
+                    properties=EMPTY_PROPERTIES,
+                    protocol_level=level,
+                )
+                if len(data) > max_packet:
+                    session.dropped_oversize += 1  # [MQTT-3.1.2-25]
+                    continue
+                batch.append(data)
+                batch_bytes += len(data)
+            else:
+                if batch:  # keep the order of what was sent before
+                    connection.transport.write(b"".join(batch))
+                    batch.clear()
+                message = Message(
+                    topic=topic,
+                    payload=stored.payload,
+                    qos=stored.qos,
+                    retain=True,
+                    properties=properties_from_store(stored.properties),
+                    expires_at=_expiry_epoch(stored),
+                )
+                session.deliver(message, options, retained_delivery=True, now=now)
+                batch_bytes = connection.transport.write_buffer_size()
+            sent.append((topic, stored.last_modified_ms))
+            delivered.append(topic)
+            if batch_bytes > high_water:
+                break
+        if batch:
+            connection.transport.write(b"".join(batch))
+        for topic, stored_ms in sent[-RETAINED_SENT_MEMORY:]:
+            session.note_retained_sent(topic, stored_ms)
+        return index
 
 
 def _stored_ms(outcome: store.StoredMessage | None) -> int:
@@ -672,7 +787,7 @@ def _stored_ms(outcome: store.StoredMessage | None) -> int:
     return outcome.last_modified_ms
 
 
-def _expiry_epoch(stored: store.StoredMessage | None) -> float | None:
+def _expiry_epoch(stored: store.RetainedCopy | store.StoredMessage | None) -> float | None:
     if stored is None or stored.expires_at is None:
         return None
     return stored.expires_at.timestamp()
@@ -708,6 +823,7 @@ class _Inbound:
     message: Message | None
     future: asyncio.Future[Any] | None
     refusal: int | None = None
+    refusal_reason: str | None = None  # MQTT 5 PUBACK Reason String for `refusal`
 
 
 @dataclass(slots=True)
@@ -716,6 +832,7 @@ class _ConnectionState:
     topic_aliases: dict[int, str] = field(default_factory=dict)
     clean_disconnect: bool = False
     connacked: bool = False
+    problem_information: bool = True  # MQTT 5 Request Problem Information (default 1)
 
 
 class Connection:
@@ -751,9 +868,24 @@ class Connection:
         self.client_max_packet = limits.max_packet_bytes * 64
         self._pipeline: deque[_Inbound] = deque()
         self._inbound_qos1 = 0  # QoS 1 publishes received and not yet acknowledged
+        # PUBACKs held until the copies their messages queued for offline sessions commit.
+        self._held_pubacks: list[Puback] = []
+        self._puback_barrier: asyncio.Future[Any] | None = None
         self._decisions: dict[tuple[str, str], bool] = {}
         self._decisions_epoch = -1
+        self._unrestricted = False
+        self._unrestricted_epoch = -1
         self._first_bytes = b""
+
+    def receives_everything(self) -> bool:
+        """Whether this principal's policies allow every action on every resource, so no
+        per-topic check is needed (cached until the broker's policies change)."""
+        broker = self.broker
+        if self._unrestricted_epoch != broker.policy_epoch:
+            principal = self.principal
+            self._unrestricted = principal is not None and broker.principal_unrestricted(principal)
+            self._unrestricted_epoch = broker.policy_epoch
+        return self._unrestricted
 
     def allowed(self, action: str, resource: str) -> bool:
         """This connection's policy decision (cached until the broker's policies change)."""
@@ -1139,6 +1271,8 @@ class Connection:
             session.send_quota = limits.inflight_qos1_max
         if v5 and connect.properties.maximum_packet_size:
             self.client_max_packet = connect.properties.maximum_packet_size
+        if v5 and connect.properties.request_problem_information is False:
+            self.state.problem_information = False  # [MQTT-3.1.2-29] no Reason Strings
         self.session = session
 
         if session.persistent:
@@ -1213,8 +1347,18 @@ class Connection:
             )
             return
         refusal = self._publish_refusal(publish, topic)
+        refusal_reason: str | None = None
+        if refusal is None and publish.retain and publish.payload:
+            # AWS: retained publishes are rate limited (0-byte deletes never are). Over the
+            # limit: MQTT 5 QoS 1 PUBACK 0x97, QoS 0 dropped; 3.1.1 closes, as for the count
+            # quota, since it has no way to say why.
+            throttled = broker.throttle_retained(topic)
+            if throttled is not None:
+                refusal, refusal_reason = ReasonCode.QUOTA_EXCEEDED, throttled.message
+                logger.debug("%s: %r throttled: %s", self.client_id, topic, refusal_reason)
         if refusal is not None and not v5:
-            self._violation(ReasonCode(refusal), "publish refused")  # 3.1.1 has no PUBACK codes
+            # 3.1.1 has no PUBACK codes
+            self._violation(ReasonCode(refusal), refusal_reason or "publish refused")
             return
         expiry = properties.message_expiry_interval if v5 else None
         if expiry is not None and publish.retain:
@@ -1234,7 +1378,13 @@ class Connection:
         if refusal is None and publish.retain:
             actor = store.Actor(kind=SetByKind.MQTT, name=self.client_id or "")
             future = broker.store_retained(message, actor)
-        inbound = _Inbound(publish=publish, message=message, future=future, refusal=refusal)
+        inbound = _Inbound(
+            publish=publish,
+            message=message,
+            future=future,
+            refusal=refusal,
+            refusal_reason=refusal_reason,
+        )
         self._pipeline.append(inbound)
         if publish.qos == 1:
             self._inbound_qos1 += 1
@@ -1259,6 +1409,15 @@ class Connection:
             return ReasonCode.PAYLOAD_FORMAT_INVALID  # [MQTT-3.3.2-4]
         return None
 
+    def _refusal_properties(self, reason: str | None) -> Properties:
+        """A refusal's Reason String, unless the client asked for none [MQTT-3.1.2-29] or
+        it would not fit the client's Maximum Packet Size [MQTT-3.4.2-2]."""
+        if reason is None or not self.state.problem_information:
+            return EMPTY_PROPERTIES
+        if len(reason.encode()) + 16 > self.client_max_packet:
+            return EMPTY_PROPERTIES
+        return Properties(reason_string=reason)
+
     def _drain_pipeline(self) -> None:
         """Route and acknowledge received publishes in the order they arrived
         ([MQTT-4.6.0-2], [MQTT-4.6.0-6]), each only once its retained write committed."""
@@ -1271,6 +1430,7 @@ class Connection:
             if head.publish.qos == 1:
                 self._inbound_qos1 -= 1
             reason = head.refusal
+            queued: asyncio.Future[Any] | None = None
             if reason is None and head.future is not None:
                 outcome = head.future.result()
                 if isinstance(outcome, store.RetainedQuotaExceededError):
@@ -1281,13 +1441,38 @@ class Connection:
                 elif head.message is not None:
                     head.message.stored_ms = _stored_ms(outcome)
             if reason is None and head.message is not None:
-                self.broker.route(head.message)
+                _, queued = self.broker.route_durably(head.message)
             elif self.protocol_level != MQTT_5:
                 if not self.closed:
                     self._violation(ReasonCode(reason or 0x80), "retained publish refused")
                 continue
             if head.publish.qos == 1 and head.publish.packet_id is not None:
-                self.send(Puback(packet_id=head.publish.packet_id, reason_code=reason or 0))
+                puback = Puback(
+                    packet_id=head.publish.packet_id,
+                    reason_code=reason or 0,
+                    properties=self._refusal_properties(head.refusal_reason if reason else None),
+                )
+                self._send_puback(puback, after=queued)
+
+    def _send_puback(self, puback: Puback, *, after: asyncio.Future[Any] | None) -> None:
+        """Send `puback` once `after` (a queue write) committed, and after every PUBACK
+        held before it ([MQTT-4.6.0-2]): the publisher may forget a message only once no
+        crash can lose it."""
+        if after is not None and not after.done():
+            self._puback_barrier = after  # commits after every earlier barrier
+            after.add_done_callback(self._release_pubacks)
+        if self._puback_barrier is None:
+            self.send(puback)
+        else:
+            self._held_pubacks.append(puback)
+
+    def _release_pubacks(self, done: asyncio.Future[Any]) -> None:
+        if done is not self._puback_barrier:
+            return  # a later barrier holds them still
+        self._puback_barrier = None
+        held, self._held_pubacks = self._held_pubacks, []
+        for puback in held:
+            self.send(puback)
 
     # --- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------
     def _on_subscribe(self, subscribe: Subscribe) -> None:

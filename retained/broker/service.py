@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections
 
-from retained import access, certificates, runtime
+from retained import access, certificates, runtime, throttles
 from retained.access import Principal
 from retained.access_keys import find_active_access_key
 from retained.broker.broker import Broker, BrokerConfig, Identity
@@ -123,6 +123,8 @@ async def start_broker(
         policy_refresher=access.refresh_if_stale,
         certificate_authenticator=authenticate_certificate,
         principal_validator=access.principal_is_valid,
+        principal_unrestricted=access.is_unrestricted,
+        retained_publish_limiter=throttles.retained_publish_limiter(),
         loop=loop,
     )
     await broker.start()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
 from retained.admin_views.test_authorization import AuthorizationTest
-from retained.models import Policy
+from retained.models import Certificate, CertificateStatus, Policy
 from retained.policies import attach_policy, create_policy
 from retained.policy import Decision
 from tests.admin.conftest import ARN, document
@@ -144,6 +146,12 @@ def test_certificate_with_connect_policy_and_variables(admin_client: Client) -> 
         ),
     )
     attach_policy(connect, certificate_id="cert-1")
+    certificate = Certificate.objects.create(
+        certificate_id="cert-1",
+        certificate_pem="",
+        not_before=timezone.now(),
+        not_after=timezone.now() + timedelta(days=1),
+    )
 
     allowed, _ = run(
         admin_client,
@@ -169,6 +177,19 @@ def test_certificate_with_connect_policy_and_variables(admin_client: Client) -> 
         "iot:Connection.Thing.ThingName": "sensor-1",
     }
     assert denied.result.decision is Decision.IMPLICIT_DENY
+
+    # A certificate that is not ACTIVE has no policies: everything is denied.
+    certificate.status = CertificateStatus.INACTIVE
+    certificate.save()
+    inactive, _ = run(
+        admin_client,
+        principal_type="certificate",
+        certificate_id="cert-1",
+        action="iot:Connect",
+        resource="sensor-1",
+        thing_name="sensor-1",
+    )
+    assert inactive.result.decision is Decision.IMPLICIT_DENY
 
 
 def test_subscribe_is_checked_against_a_topic_filter(admin_client: Client) -> None:

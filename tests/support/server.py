@@ -14,7 +14,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retained.conf import RATE_LIMIT_FIELDS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Every rate limit off (0 = unlimited).
+NO_RATE_LIMITS = {f"RETAINED_{name.upper()}": "0" for name in RATE_LIMIT_FIELDS}
 
 
 def free_port() -> int:
@@ -122,5 +126,8 @@ def make_server(data_dir: Path, **env_overrides: str) -> ServerProcess:
         if not key.startswith(("RETAINED_", "DATABASE_URL", "SECRET_KEY"))
     }
     env.update({"RETAINED_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+    # Tests and benchmarks replace one retained message many times a second: AWS's rate
+    # limits are off unless the caller sets them (tests/test_rate_limits.py does).
+    env.update(NO_RATE_LIMITS)
     env.update(env_overrides)
     return ServerProcess(data_dir=data_dir, http_port=free_port(), mqtt_port=free_port(), env=env)
