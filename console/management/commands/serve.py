@@ -122,6 +122,11 @@ class Command(BaseCommand):
             endpoints=build_endpoint_description_strings(host=bind, port=http_port),
             signal_handlers=True,
             action_logger=None,
+            # MQTT over WebSocket devices stay connected as long as MQTT keep-alive says so
+            # (daphne's default cuts every WebSocket after 24 hours). Incoming WebSocket
+            # messages stay capped at daphne's 1 MiB, which bounds what is buffered before
+            # the MQTT decoder checks the packet size.
+            websocket_timeout=-1,
             verbosity=0,
             ready_callable=ready,
         )
