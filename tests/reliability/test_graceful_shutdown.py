@@ -9,6 +9,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from tests.conftest import create_credentials, iot_data_client
 from tests.interop.clients import PahoClient, paho_client, unique
 from tests.support.server import ServerProcess
@@ -96,10 +99,7 @@ def test_sigterm_tells_clients_commits_everything_and_restart_restores(
         again.disconnect()
 
 
-def _session_expiry(seconds: int) -> object:
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
+def _session_expiry(seconds: int) -> Properties:
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = seconds
     return properties
