@@ -30,14 +30,25 @@ class RetainedMessage(models.Model):
     # Ordered (name, value) pairs; MQTT 5 allows the same name more than once.
     user_properties = models.JSONField(default=list, blank=True)
     message_expiry_interval = models.PositiveIntegerField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
     last_modified_ms = models.BigIntegerField(db_index=True)
-    last_accessed_at = models.DateTimeField(db_index=True)
+    # Not indexed: the sweeper finds stale rows through last_modified_ms (a row is stale only
+    # when both clocks are old), and every retained write would pay for one more index.
+    last_accessed_at = models.DateTimeField()
     set_by_kind = models.CharField(max_length=16, choices=SetByKind.choices)
     set_by = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["topic"]
+        indexes = [
+            # Only messages with an MQTT 5 expiry are in it (most have none): the sweeper's
+            # expired-message scan stays cheap and writes without expiry skip it.
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(expires_at__isnull=False),
+                name="retained_expires_at_partial",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.topic

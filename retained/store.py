@@ -438,7 +438,7 @@ def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
             values["payload_format_indicator"],
             values["response_topic"],
             values["correlation_data"],
-            json.dumps(values["user_properties"]),
+            json.dumps(values["user_properties"]) if values["user_properties"] else "[]",
             values["message_expiry_interval"],
             adapt(values["expires_at"]),
             values["last_modified_ms"],
@@ -641,17 +641,20 @@ def _copy_from_row(row: tuple[Any, ...]) -> RetainedCopy:
         )
     else:
         properties = NO_PROPERTIES
-    if isinstance(expires_at, str):
-        expires_at = _parse_stored_datetime(expires_at)
+    if expires_at is not None:
+        expires_at = _stored_datetime(expires_at)
     return RetainedCopy(topic, bytes(payload), qos, properties, last_modified_ms, expires_at)
 
 
-def _parse_stored_datetime(text: str) -> datetime:
-    """A datetime column read through a plain cursor (SQLite returns text, in UTC)."""
-    parsed = parse_datetime(text)
-    if parsed is None:
-        raise ValueError(f"not a stored datetime: {text!r}")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+def _stored_datetime(value: datetime | str) -> datetime:
+    """A datetime column read through a plain cursor: SQLite gives naive UTC (a datetime
+    through Django's converter, or text), PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValueError(f"not a stored datetime: {value!r}")
+        value = parsed
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _topic_prefix_range(prefix: str) -> Q:
@@ -688,7 +691,11 @@ def sweep_retained(*, now: datetime | None = None, batch_size: int = 1000) -> in
         last_modified_ms__lt=_now_ms(cutoff), last_accessed_at__lt=cutoff
     )
     with transaction.atomic():
-        doomed = list(RetainedMessage.objects.filter(stale).values_list("id", "topic")[:batch_size])
+        # No ORDER BY: the model's default (topic) would make SQLite scan the topic index
+        # instead of searching the expires_at and last_modified_ms indexes.
+        doomed = list(
+            RetainedMessage.objects.filter(stale).order_by().values_list("id", "topic")[:batch_size]
+        )
         if not doomed:
             return 0
         deleted, _ = RetainedMessage.objects.filter(id__in=[pk for pk, _ in doomed]).delete()

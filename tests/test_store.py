@@ -284,3 +284,56 @@ def test_iter_retained_matching(topic_filter: str, expected: list[str]) -> None:
         m.topic for chunk in store.iter_retained_matching(topic_filter, chunk_size=2) for m in chunk
     ]
     assert found == expected
+
+
+def test_matching_page_reads_properties_expiry_and_stops_at_expired() -> None:
+    now = timezone.now()
+    properties = store.MessageProperties(
+        content_type="application/json", user_properties=(("k", "v"),), message_expiry_interval=60
+    )
+    store.set_retained("p/with", b"1", qos=1, actor=ACTOR, properties=properties, now=now)
+    store.set_retained("p/plain", b"2", qos=0, actor=ACTOR, now=now)
+    store.set_retained(
+        "p/expired",
+        b"3",
+        qos=0,
+        actor=ACTOR,
+        properties=store.MessageProperties(message_expiry_interval=1),
+        now=now - timedelta(seconds=5),
+    )
+    copies, after = store.retained_matching_page("p/#", after=None, now=now)
+    assert after is None
+    assert [copy.topic for copy in copies] == ["p/plain", "p/with"]
+    plain, with_properties = copies
+    assert plain.properties is store.NO_PROPERTIES
+    assert plain.expires_at is None
+    assert with_properties.properties.content_type == "application/json"
+    assert with_properties.properties.user_properties == (("k", "v"),)
+    assert with_properties.expires_at is not None
+    assert abs((with_properties.expires_at - now).total_seconds() - 60) < 1
+
+
+def test_touch_moves_only_clocks_older_than_the_resolution() -> None:
+    now = timezone.now()
+    long_ago = now - timedelta(days=30)
+    store.set_retained("t/old", b"x", qos=0, actor=ACTOR, now=long_ago)
+    store.set_retained("t/recent", b"x", qos=0, actor=ACTOR, now=now - timedelta(minutes=5))
+    assert store.touch_retained(["t/old", "t/recent", "t/missing"], now=now) == 1
+    clocks = dict(RetainedMessage.objects.values_list("topic", "last_accessed_at"))
+    assert clocks["t/old"] == now
+    assert clocks["t/recent"] == now - timedelta(minutes=5)
+
+
+def test_sweep_searches_indexes_instead_of_scanning_the_table() -> None:
+    """At a million rows a full scan per sweep batch would stall the database writer."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        store.sweep_retained()
+    select = next(q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {select}")
+        plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "SCAN" not in plan, plan
+    assert "retained_expires_at_partial" in plan, plan
