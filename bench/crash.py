@@ -10,6 +10,10 @@ set, stops the loop early (the report says how many kills were made). Prints, pe
 acknowledged / verified / lost / refused / unknown writes and what the persistent sessions
 got, and exits 1 if anything acknowledged was lost. tests/reliability/test_crash.py is the
 short run in the suite.
+
+Keep a write window well under what fills a persistent session's queue (10,000 messages by
+default, BrokerConfig.max_queued_messages: the broker drops the excess, and the run would
+count those as lost).
 """
 
 from __future__ import annotations

@@ -265,6 +265,19 @@ class MqttTestClientConsumer(AsyncJsonWebsocketConsumer):
             await _delete_key(key_id)
 
     # --- page -> broker -------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Frames the page did not make (binary, not JSON) are refused, not fatal: the
+        consumer stays up, so its clean-up (broker session, temporary key) still runs."""
+        if text_data is None:
+            self.push_refusal("frame", {}, "frames must be JSON text")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            self.push_refusal("frame", {}, "frames must be JSON text")
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             return

@@ -67,6 +67,9 @@ class Limits:
     session_expiry_default_seconds: int = 3600
     session_expiry_max_seconds: int = 7 * 24 * 3600
     inflight_qos1_max: int = 100
+    # Ours, not AWS's: QoS 1 messages one session may owe (in flight + queued). A connected
+    # client that falls this far behind is disconnected; an offline one drops the excess.
+    max_queued_messages: int = 10_000
     topic_alias_maximum: int = 8
     message_expiry_max_seconds: int = 604_800
     retention_days: int = 1095

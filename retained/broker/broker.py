@@ -109,7 +109,9 @@ class BrokerConfig:
     limits: Limits
     wildcard_delivery: bool = False  # False: AWS (exact-match filters only); True: MQTT spec
     allow_anonymous: bool = False
-    max_queued_messages: int = 10_000  # per session, offline or waiting for in-flight room
+    # Per session: QoS 1 messages in flight + queued (Limits.max_queued_messages). A connected
+    # client whose backlog reaches it is disconnected; an offline session drops the excess.
+    max_queued_messages: int = 10_000
     write_buffer_high_water: int = 1 << 20  # above this, QoS 0 to that client is dropped
     sweep_interval_seconds: float = 60.0
     region: str = "us-east-1"
@@ -193,6 +195,10 @@ class Session:
         self.dropped_qos0 = 0
         self.dropped_qos1 = 0
         self.dropped_oversize = 0
+        # Resumed with a backlog already at the limit (queued while offline): until it first
+        # falls below, new QoS 1 messages are dropped as for an offline session rather than
+        # cutting off a client that has had no chance to catch up yet.
+        self.catching_up = False
         # While retained deliveries for new subscriptions are being read from the store,
         # remember which retained publishes went out live meanwhile (topic -> stored_ms).
         self.retained_reads_pending = 0
@@ -205,6 +211,10 @@ class Session:
     @property
     def persistent(self) -> bool:
         return self.expiry_interval > 0
+
+    def backlog(self) -> int:
+        """QoS 1 messages this session owes: in flight and queued behind them."""
+        return len(self.inflight) + len(self.pending)
 
     def next_packet_id(self) -> int:
         for _ in range(MAX_PACKET_ID):
@@ -248,10 +258,16 @@ class Session:
         )
         if connection is None:
             self._queue_offline(outgoing)
+        elif self.backlog() >= self.broker.config.max_queued_messages:
+            self._drop_qos1()
+            if not self.catching_up:
+                connection.backlog_exceeded()
         elif len(self.inflight) < self.send_quota and not self.pending:
+            self.catching_up = False
             connection.send_qos1(self, outgoing, dup=False, now=now)
         else:
-            self._append_pending(outgoing)
+            self.catching_up = False
+            self.pending.append(outgoing)
 
     def note_retained_sent(self, topic: str, stored_ms: int) -> None:
         sent = self.retained_sent
@@ -260,18 +276,25 @@ class Session:
         if len(sent) > RETAINED_SENT_MEMORY:
             sent.popitem(last=False)
 
-    def _append_pending(self, outgoing: Outgoing) -> bool:
-        if len(self.pending) >= self.broker.config.max_queued_messages:
-            self.dropped_qos1 += 1
-            return False
-        self.pending.append(outgoing)
-        return True
+    def _drop_qos1(self) -> None:
+        self.dropped_qos1 += 1
+        self.broker.stats["dropped_qos1"] += 1
 
     def _queue_offline(self, outgoing: Outgoing) -> None:
-        """AWS: a persistent session's QoS 1 messages wait for its client (and a restart)."""
-        if not self._append_pending(outgoing):
+        """AWS: a persistent session's QoS 1 messages wait for its client (and a restart),
+        up to the backlog limit; beyond it they are dropped (counted)."""
+        if self.backlog() >= self.broker.config.max_queued_messages:
+            self._drop_qos1()
             return
+        self.pending.append(outgoing)
         self.broker.persist_queued(self, outgoing)
+
+    def keep_backlog(self) -> None:
+        """Queue what is in flight or waiting in memory (online backlogs are not written)
+        for the client's return, as for an offline session: it survives a restart."""
+        for outgoing in [*self.inflight.values(), *self.pending]:
+            if not outgoing.persisting and not outgoing.acked:
+                self.broker.persist_queued(self, outgoing)
 
     def acknowledged(self, packet_id: int) -> None:
         outgoing = self.inflight.pop(packet_id, None)
@@ -307,6 +330,7 @@ class Session:
             self.will_handle.cancel()
             self.will_handle = None
         now = time.time()
+        self.catching_up = self.backlog() >= self.broker.config.max_queued_messages
         for packet_id, outgoing in list(self.inflight.items()):
             connection.resend_qos1(packet_id, outgoing, now=now)  # [MQTT-4.4.0-1] DUP=1
         self.send_pending()
@@ -360,7 +384,16 @@ class Broker:
         # commits in submission order, so once it is done every earlier one is durable too.
         self._last_queued_write: asyncio.Future[Any] | None = None
         self._client_ids = itertools.count(1)
-        self.stats: dict[str, int] = {"published": 0, "delivered": 0, "throttled": 0}
+        self.stats: dict[str, int] = {
+            "published": 0,
+            "delivered": 0,
+            "throttled": 0,
+            # Slow clients: QoS 0 not sent above the write buffer's high-water mark, QoS 1
+            # beyond a session's backlog limit, clients disconnected for reaching that limit.
+            "dropped_qos0": 0,
+            "dropped_qos1": 0,
+            "slow_client_disconnects": 0,
+        }
         self.started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -406,9 +439,7 @@ class Broker:
                 session.connection.close(ReasonCode.SERVER_SHUTTING_DOWN)
             if session.persistent:
                 # What is in flight or waiting lives in memory only: keep it for the restart.
-                for outgoing in [*session.inflight.values(), *session.pending]:
-                    if not outgoing.persisting and not outgoing.acked:
-                        self.persist_queued(session, outgoing)
+                session.keep_backlog()
         for task in list(self._tasks):
             task.cancel()
         self._flush_forgotten()
@@ -697,15 +728,25 @@ class Broker:
         return delivered
 
     async def _drained(self, session: Session) -> None:
-        """Until the client's output buffer is below half the high-water mark."""
+        """Until the client's output buffer is below half the high-water mark and its QoS 1
+        backlog below half its limit (retained copies must not get it disconnected)."""
         limit = self.config.write_buffer_high_water // 2
+        backlog_limit = self._retained_backlog_limit()
         while True:
             connection = session.connection
             if connection is None or connection.closed:
                 return
-            if connection.transport.write_buffer_size() <= limit:
+            if (
+                connection.transport.write_buffer_size() <= limit
+                and session.backlog() < backlog_limit
+            ):
                 return
             await asyncio.sleep(0.002)
+
+    def _retained_backlog_limit(self) -> int:
+        """The QoS 1 backlog above which a retained delivery waits for acknowledgements,
+        leaving the other half of the limit to live messages."""
+        return max(1, self.config.max_queued_messages // 2)
 
     def _deliver_stored(
         self,
@@ -716,8 +757,9 @@ class Broker:
         delivered: list[str],
     ) -> int:
         """Send chunk[start:] as retained copies until the client's output buffer passes the
-        high-water mark; returns where to continue. QoS 0 copies without properties (the bulk
-        of a `#` subscription) are encoded straight into one joined write."""
+        high-water mark (or its QoS 1 backlog half its limit); returns where to continue.
+        QoS 0 copies without properties (the bulk of a `#` subscription) are encoded
+        straight into one joined write."""
         connection = session.connection
         if connection is None:
             return len(chunk)
@@ -725,6 +767,7 @@ class Broker:
         level = connection.protocol_level
         max_packet = connection.client_max_packet
         high_water = self.config.write_buffer_high_water
+        backlog_limit = self._retained_backlog_limit()
         live_seen = session.live_retained_seen
         batch: list[bytes] = []
         batch_bytes = connection.transport.write_buffer_size()
@@ -772,7 +815,7 @@ class Broker:
                 batch_bytes = connection.transport.write_buffer_size()
             sent.append((topic, stored.last_modified_ms))
             delivered.append(topic)
-            if batch_bytes > high_water:
+            if batch_bytes > high_water or session.backlog() >= backlog_limit:
                 break
         if batch:
             connection.transport.write(b"".join(batch))
@@ -951,6 +994,28 @@ class Connection:
         logger.info("%s: keep-alive expired", self.client_id or self.peer)
         self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
 
+    def backlog_exceeded(self) -> None:
+        """The client owes acknowledgements for as many QoS 1 messages as a session may
+        hold: it does not keep up, and waiting for it would only grow its queue. Disconnect
+        it; a persistent session keeps its backlog for the client's return."""
+        if self.closed:
+            return
+        session = self.session
+        broker = self.broker
+        broker.stats["slow_client_disconnects"] += 1
+        logger.info(
+            "%s: closing: %d QoS 1 messages unacknowledged or queued, the limit; "
+            "the client does not keep up",
+            self.client_id or self.peer,
+            session.backlog() if session is not None else 0,
+        )
+        if session is not None and session.persistent:
+            session.keep_backlog()
+        # 0x97 Quota exceeded rather than 0x89 Server busy: the server is fine, this
+        # client used up its own share (the per-session backlog limit), and it should read
+        # faster rather than retry later elsewhere. 3.1.1 has no reason: the socket closes.
+        self.close(ReasonCode.QUOTA_EXCEEDED)
+
     def connection_lost(self) -> None:
         """The transport is gone (any reason): wills, session bookkeeping."""
         self.closed = True
@@ -1029,6 +1094,7 @@ class Connection:
         if self.transport.write_buffer_size() > self.broker.config.write_buffer_high_water:
             if session is not None:
                 session.dropped_qos0 += 1  # a slow reader must not slow the others
+            self.broker.stats["dropped_qos0"] += 1
             return
         self._send_publish(
             message.topic,
@@ -1179,6 +1245,13 @@ class Connection:
                     connect.will.topic, limits=broker.topic_limits, for_retain=connect.will.retain
                 )
             except InvalidTopicError as error:
+                if not v5:
+                    # [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without a
+                    # CONNACK (3.1.1 has no return code for it; 3 would invite a retry).
+                    logger.info("%s: CONNECT refused: will topic: %s", self.peer, error)
+                    self.closed = True
+                    self.transport.close()
+                    return
                 self._refuse_connect(ReasonCode.TOPIC_NAME_INVALID, f"will topic: {error}")
                 return
             if len(connect.will.payload) > limits.max_payload_bytes:
@@ -1333,10 +1406,19 @@ class Connection:
                     self._violation(ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}")
                     return
                 topic = known
+        if v5 and not topic:
+            # MQTT 5.0 section 3.3.2.1: a zero-length Topic Name without a Topic Alias.
+            self._violation(ReasonCode.PROTOCOL_ERROR, "empty topic name without a topic alias")
+            return
         try:
             validate_topic_name(topic, limits=broker.topic_limits)
         except InvalidTopicError as error:
             self._violation(ReasonCode.TOPIC_NAME_INVALID, str(error))
+            return
+        response_topic = properties.response_topic
+        if response_topic is not None and ("+" in response_topic or "#" in response_topic):
+            # [MQTT-3.3.2-14]: the Response Topic is a Topic Name, never a filter.
+            self._violation(ReasonCode.PROTOCOL_ERROR, "wildcard in the response topic")
             return
         if len(publish.payload) > limits.max_payload_bytes:
             self._violation(ReasonCode.PACKET_TOO_LARGE, "payload is larger than the limit")
@@ -1483,6 +1565,20 @@ class Connection:
         assert session is not None
         assert principal is not None
         v5 = self.protocol_level == MQTT_5
+        if subscribe.properties.subscription_identifier:
+            # Our CONNACK says Subscription Identifier Available = 0 (section 3.2.2.3.12).
+            self._violation(
+                ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                "subscription identifiers are not supported",
+            )
+            return
+        for subscription in subscribe.subscriptions:
+            share_group, _ = split_shared_subscription(subscription.topic_filter)
+            if share_group is not None and subscription.no_local:
+                self._violation(
+                    ReasonCode.PROTOCOL_ERROR, "No Local on a shared subscription"
+                )  # [MQTT-3.8.3-4]
+                return
         failure = ReasonCode.UNSPECIFIED_ERROR if not v5 else None
         codes: list[int] = []
         new_subscriptions: list[tuple[str, SubscriptionOptions, bool]] = []
@@ -1536,9 +1632,6 @@ class Connection:
             validate_topic_filter(topic_filter, limits=broker.topic_limits)
         except InvalidTopicError:
             return ReasonCode.TOPIC_FILTER_INVALID
-        share_group, _ = split_shared_subscription(topic_filter)
-        if share_group is not None and subscription.no_local:
-            return ReasonCode.PROTOCOL_ERROR  # [MQTT-3.8.3-4]
         existing = broker.index.subscriptions_of(session.client_id)
         if topic_filter not in existing and len(existing) >= limits.subscriptions_per_connection:
             return ReasonCode.QUOTA_EXCEEDED  # AWS: 50 subscriptions per connection

@@ -304,6 +304,8 @@ def _topic_alias_not_zero(value: int) -> int:
 _VALUE_CHECKS: Final[dict[PropertyId, Callable[[Any], Any]]] = {
     **{ident: _as_bool(ident) for ident in _ZERO_OR_ONE},
     _P.MAXIMUM_QOS: _zero_or_one(_P.MAXIMUM_QOS),
+    # Section 3.3.2.3.2 defines 0 (unspecified bytes) and 1 (UTF-8) only.
+    _P.PAYLOAD_FORMAT_INDICATOR: _zero_or_one(_P.PAYLOAD_FORMAT_INDICATOR),
     _P.RECEIVE_MAXIMUM: _not_zero(_P.RECEIVE_MAXIMUM),
     _P.MAXIMUM_PACKET_SIZE: _not_zero(_P.MAXIMUM_PACKET_SIZE),
     _P.SUBSCRIPTION_IDENTIFIER: _not_zero(_P.SUBSCRIPTION_IDENTIFIER),

@@ -20,6 +20,8 @@ logger = logging.getLogger("retained.broker")
 
 # Stop reading a client whose answers pile up unsent; resume once they drained.
 _PAUSE_READING_ABOVE = 4 << 20
+# How long a closed connection may take to send what is still buffered before it is cut.
+_CLOSE_GRACE_SECONDS = 10.0
 
 
 class MqttProtocol(asyncio.Protocol):
@@ -158,6 +160,12 @@ class MqttProtocol(asyncio.Protocol):
             return
         self._flush()
         transport.close()
+        if transport.get_write_buffer_size():
+            # close() waits for the buffer to drain: a client that does not read would keep
+            # the socket, the buffer and its session forever. Give it a moment, then cut.
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_later(_CLOSE_GRACE_SECONDS, transport.abort)
 
     def write_buffer_size(self) -> int:
         transport = self.transport

@@ -78,6 +78,8 @@ def broker_config(*, bind: str) -> BrokerConfig:
         limits=settings.RETAINED_LIMITS,
         wildcard_delivery=settings.RETAINED_WILDCARD_DELIVERY,
         allow_anonymous=anonymous_allowed(bind),
+        # At least one, or no QoS 1 subscriber could stay connected.
+        max_queued_messages=max(1, settings.RETAINED_LIMITS.max_queued_messages),
         sweep_interval_seconds=settings.RETAINED_SWEEP_INTERVAL_SECONDS,
         region=settings.RETAINED_REGION,
         account_id=settings.RETAINED_ACCOUNT_ID,

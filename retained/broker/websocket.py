@@ -178,6 +178,23 @@ def send_queue_limit(config: BrokerConfig) -> int:
     )
 
 
+def twisted_unsent_bytes(send: Send) -> Callable[[], int] | None:
+    """daphne hands every `websocket.send` straight to Twisted, which buffers without limit
+    and tells the ASGI app nothing: a client that does not read grows that buffer unseen.
+    When `send` is daphne's (a partial of its reply handler bound to the connection's
+    protocol) over plain TCP, a function counting the bytes that Twisted transport still
+    holds unsent; else None (the transport then sees only its own queue)."""
+    arguments = getattr(send, "args", None) or (None,)
+    transport: Any = getattr(arguments[0], "transport", None)
+    if not all(hasattr(transport, name) for name in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+
+    def unsent() -> int:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    return unsent
+
+
 def _peer(scope: Scope) -> str:
     client = scope.get("client")
     return f"ws {client[0]}:{client[1]}" if client else "ws"
@@ -191,9 +208,20 @@ class WebSocketTransport:
     they queue, and a sender joins what one turn of the event loop wrote into one binary
     frame (a frame may carry several packets, a packet may span frames: MQTT is a stream)."""
 
-    def __init__(self, broker: Broker, send: Send, *, peer: str, identity: Identity | None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        send: Send,
+        *,
+        peer: str,
+        identity: Identity | None,
+        unsent: Callable[[], int] | None = None,
+    ) -> None:
+        """`unsent`: how many bytes the server below holds unsent (twisted_unsent_bytes),
+        so the broker's limits see what a client that does not read leaves behind."""
         self.loop = broker.loop
         self._send = send
+        self._unsent = unsent
         self._limit = send_queue_limit(broker.config)
         self._chunks: list[bytes] = []
         self._queued = 0  # bytes in _chunks
@@ -208,11 +236,12 @@ class WebSocketTransport:
     def write(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._queued + self._sending + len(data) > self._limit:
+        waiting = self.write_buffer_size()
+        if waiting + len(data) > self._limit:
             logger.info(
                 "%s: closing: %d bytes wait to be sent; the client does not read",
                 self.connection.client_id or self.connection.peer,
-                self._queued + self._sending,
+                waiting,
             )
             self._close_code = CLOSE_POLICY_VIOLATION
             self.close()
@@ -227,7 +256,8 @@ class WebSocketTransport:
         self._wakeup.set()
 
     def write_buffer_size(self) -> int:
-        return self._queued + self._sending
+        below = self._unsent() if self._unsent is not None else 0
+        return self._queued + self._sending + below
 
     # --- the connection's life ------------------------------------------------------------------
     async def run(self, receive: Receive) -> None:
@@ -333,7 +363,10 @@ async def mqtt_over_websocket(scope: Scope, receive: Receive, send: Send) -> Non
             identity.principal.name,
         )
     await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
-    await WebSocketTransport(broker, send, peer=peer, identity=identity).run(receive)
+    transport = WebSocketTransport(
+        broker, send, peer=peer, identity=identity, unsent=twisted_unsent_bytes(send)
+    )
+    await transport.run(receive)
 
 
 class MqttWebSocketRouter:

@@ -4,24 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retained', '0005_certificates'),
+        ("retained", "0005_certificates"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='retainedmessage',
-            name='expires_at',
+            model_name="retainedmessage",
+            name="expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='retainedmessage',
-            name='last_accessed_at',
+            model_name="retainedmessage",
+            name="last_accessed_at",
             field=models.DateTimeField(),
         ),
         migrations.AddIndex(
-            model_name='retainedmessage',
-            index=models.Index(condition=models.Q(('expires_at__isnull', False)), fields=['expires_at'], name='retained_expires_at_partial'),
+            model_name="retainedmessage",
+            index=models.Index(
+                condition=models.Q(("expires_at__isnull", False)),
+                fields=["expires_at"],
+                name="retained_expires_at_partial",
+            ),
         ),
     ]

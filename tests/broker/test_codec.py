@@ -1517,7 +1517,7 @@ VALUE_STRATEGIES: dict[PropertyType, st.SearchStrategy[Any]] = {
 def property_value(ident: PropertyId, context: PropertyContext) -> st.SearchStrategy[Any]:
     if ident in ZERO_OR_ONE_PROPERTIES:
         return st.booleans()
-    if ident == PropertyId.MAXIMUM_QOS:
+    if ident in (PropertyId.MAXIMUM_QOS, PropertyId.PAYLOAD_FORMAT_INDICATOR):
         return st.integers(0, 1)
     value = VALUE_STRATEGIES[ident.value_type]
     if ident in NON_ZERO_PROPERTIES:
