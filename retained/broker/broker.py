@@ -66,6 +66,9 @@ logger = logging.getLogger("retained.broker")
 CONNECT_TIMEOUT_SECONDS = 10.0
 MAX_PACKET_ID = 65_535
 POLICY_REFRESH_SECONDS = 1.0
+# Per connection: policy decisions kept (action, resource). A device uses a few topics; a
+# connection touching many starts over rather than holding ~200 bytes per topic for ever.
+DECISIONS_PER_CONNECTION = 512
 RETAINED_SENT_MEMORY = 1024  # per session: recent retained copies, to drop a racing live copy
 
 
@@ -933,7 +936,10 @@ class Connection:
     def allowed(self, action: str, resource: str) -> bool:
         """This connection's policy decision (cached until the broker's policies change)."""
         broker = self.broker
-        if self._decisions_epoch != broker.policy_epoch or len(self._decisions) > 4096:
+        if (
+            self._decisions_epoch != broker.policy_epoch
+            or len(self._decisions) > DECISIONS_PER_CONNECTION
+        ):
             self._decisions.clear()
             self._decisions_epoch = broker.policy_epoch
         key = (action, resource)
@@ -1028,6 +1034,9 @@ class Connection:
             self._schedule_will(session, self.will)
         self.will = None
         if session.persistent:
+            # What it still owes the client was in memory only: write it down, so a crash
+            # while the client is away does not lose acknowledged messages.
+            session.keep_backlog()
             client_id, interval = session.client_id, session.expiry_interval
             at = datetime.now(UTC)
             self.broker.writer.submit(
@@ -1264,7 +1273,7 @@ class Connection:
         self.policy_context = context
         self.client_id = client_id
         self.will = connect.will
-        self._start_session(connect, client_id, assigned)
+        await self._start_session(connect, client_id, assigned)
 
     async def _authenticate(self, connect: Connect, client_id: str) -> Identity | None:
         broker = self.broker
@@ -1293,7 +1302,7 @@ class Connection:
             return None
         return Identity(principal)
 
-    def _start_session(self, connect: Connect, client_id: str, assigned: bool) -> None:
+    async def _start_session(self, connect: Connect, client_id: str, assigned: bool) -> None:
         broker = self.broker
         limits = broker.config.limits
         v5 = connect.protocol_level == MQTT_5
@@ -1351,15 +1360,24 @@ class Connection:
         if session.persistent:
             principal_name = self.principal.name if self.principal else ""
             level = connect.protocol_level
-            broker.writer.submit(
+            saved = broker.writer.submit(
                 lambda: persistence.save_session(
                     client_id,
                     protocol_level=level,
                     expiry_interval=expiry,
                     principal=principal_name,
-                ),
-                wait=False,
+                )
             )
+            # CONNACK once the session is committed: a client told its session exists must
+            # find it after a crash.
+            assert saved is not None
+            await saved
+            if self.closed:
+                return
+            if broker.sessions.get(client_id) is not session or session.connection is not None:
+                # Taken over while the session was being saved: the newer connection owns it.
+                self.close(ReasonCode.SESSION_TAKEN_OVER)
+                return
 
         properties = EMPTY_PROPERTIES
         if v5:
@@ -1582,6 +1600,7 @@ class Connection:
         failure = ReasonCode.UNSPECIFIED_ERROR if not v5 else None
         codes: list[int] = []
         new_subscriptions: list[tuple[str, SubscriptionOptions, bool]] = []
+        saves: list[asyncio.Future[Any]] = []
         if len(subscribe.subscriptions) > limits.subscriptions_per_subscribe:
             # AWS: at most 8 filters per SUBSCRIBE; nothing of this packet is applied.
             code = failure or ReasonCode.QUOTA_EXCEEDED
@@ -1614,13 +1633,51 @@ class Connection:
                     subscription.topic_filter,
                     options,
                 )
-                broker.writer.submit(save, wait=False)
-        self.send(Suback(packet_id=subscribe.packet_id, reason_codes=tuple(codes)))
+                saved = broker.writer.submit(save)
+                assert saved is not None
+                saves.append(saved)
+        suback = Suback(packet_id=subscribe.packet_id, reason_codes=tuple(codes))
+        retained_reads: list[tuple[str, SubscriptionOptions]] = []
         for topic_filter, options, is_new in new_subscriptions:
             if options.retain_handling == 2 or (options.retain_handling == 1 and not is_new):
                 continue
+            # Counted now, so live copies routed from here on are remembered (see deliver).
             session.retained_reads_pending += 1
-            broker.spawn(broker.deliver_retained(session, topic_filter, options))
+            retained_reads.append((topic_filter, options))
+        if saves:
+            # A persistent session's subscription is acknowledged once it is committed: a
+            # crash right after the SUBACK must not lose it. (MQTT 5.0 section 3.8.4 lets
+            # matching PUBLISHes go out before the SUBACK.)
+            broker.spawn(self._acknowledge_after(saves, suback, retained_reads))
+        else:
+            self._acknowledge_subscribe(suback, retained_reads)
+
+    async def _acknowledge_after(
+        self,
+        saves: list[asyncio.Future[Any]],
+        suback: Suback,
+        retained_reads: list[tuple[str, SubscriptionOptions]],
+    ) -> None:
+        try:
+            await asyncio.gather(*saves)
+        finally:
+            if self.closed:
+                session = self.session
+                if session is not None:
+                    session.retained_reads_pending -= len(retained_reads)
+                    if session.retained_reads_pending == 0:
+                        session.live_retained_seen.clear()
+            else:
+                self._acknowledge_subscribe(suback, retained_reads)
+
+    def _acknowledge_subscribe(
+        self, suback: Suback, retained_reads: list[tuple[str, SubscriptionOptions]]
+    ) -> None:
+        self.send(suback)
+        session = self.session
+        assert session is not None
+        for topic_filter, options in retained_reads:
+            self.broker.spawn(self.broker.deliver_retained(session, topic_filter, options))
 
     def _check_subscription(
         self, subscription: Subscription, principal: Principal, session: Session
