@@ -8,6 +8,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -35,7 +36,7 @@ def persistent_client(port: int, client_id: str) -> tuple[PahoClient, bool]:
 
     original = client.client.on_connect
 
-    def both(*args: object) -> None:
+    def both(*args: Any) -> None:
         on_connect(*args)
         assert original is not None
         original(*args)
@@ -93,7 +94,9 @@ def test_messages_owed_to_a_client_that_left_survive_a_kill(server: ServerProces
     with paho_client(port) as publisher:
         for index in range(5):
             assert publisher.publish(topic, f"owed-{index}".encode(), qos=1) == 0
-    subscriber.client.socket().close()  # gone without DISCONNECT
+    sock = subscriber.client.socket()
+    assert sock is not None
+    sock.close()  # gone without DISCONNECT
     time.sleep(0.2)  # the broker notices the close (and writes the backlog down) ...
     with paho_client(port) as barrier:  # ... before this retained write, committed in order
         assert barrier.publish(f"{topic}/barrier", b"x", qos=1, retain=True) == 0
