@@ -935,6 +935,8 @@ class Connection:
 
     def allowed(self, action: str, resource: str) -> bool:
         """This connection's policy decision (cached until the broker's policies change)."""
+        if self.receives_everything():
+            return True
         broker = self.broker
         if (
             self._decisions_epoch != broker.policy_epoch
@@ -1270,6 +1272,7 @@ class Connection:
                 self._refuse_connect(ReasonCode.QOS_NOT_SUPPORTED, "will QoS 2 is not supported")
                 return
         self.principal = principal
+        self._unrestricted_epoch = -1  # decide again for this principal
         self.policy_context = context
         self.client_id = client_id
         self.will = connect.will
