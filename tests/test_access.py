@@ -11,14 +11,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 
 from retained import access
 from retained.access import ANONYMOUS, POLICY_GENERATION, Principal, authorize
-from retained.models import Counter, Policy, PolicyAttachment, PolicyTarget
+from retained.models import (
+    Certificate,
+    CertificateStatus,
+    Counter,
+    Policy,
+    PolicyAttachment,
+    PolicyTarget,
+)
 from retained.policies import (
     attach_policy,
     create_policy,
@@ -328,6 +337,12 @@ def test_certificate_principal_and_common_name_variable(committed: Callable[[], 
             ),
         )
         attach_policy(policy, certificate_id=cert)
+        registered = Certificate.objects.create(
+            certificate_id=cert,
+            certificate_pem="",
+            not_before=timezone.now(),
+            not_after=timezone.now() + timedelta(days=1),
+        )
     cn = {"iot:Certificate.Subject.CommonName": "sensor-7"}
     assert decision(certificate(cert), "iot:Connect", client("sensor-7"), cn) is ALLOWED
     assert decision(certificate(cert), "iot:Connect", client("sensor-8"), cn) is IMPLICIT
@@ -337,6 +352,13 @@ def test_certificate_principal_and_common_name_variable(committed: Callable[[], 
     assert decision(certificate(cert), "iot:Connect", client("sensor-7")) is IMPLICIT
     assert decision(certificate("b" * 64), "iot:Connect", client("sensor-7"), cn) is IMPLICIT
     assert access.policies_of(certificate(cert)) == ("cert",)
+    # Only an ACTIVE certificate has its policies: deactivated, it can do nothing.
+    with committed():
+        registered.status = CertificateStatus.INACTIVE
+        registered.save()
+    assert decision(certificate(cert), "iot:Connect", client("sensor-7"), cn) is IMPLICIT
+    assert access.policies_of(certificate(cert)) == ()
+    assert not access.principal_is_valid(certificate(cert))
 
 
 # ---------------------------------------------------------------------------- variables

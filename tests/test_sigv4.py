@@ -10,6 +10,7 @@ ours line for line, so a failure points at the exact canonicalisation step.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import sys
@@ -83,7 +84,13 @@ def frozen_clock(when: datetime) -> Iterator[None]:
     """
     assert hasattr(botocore.auth, "get_current_datetime"), "botocore changed how it gets the time"
     naive = when.astimezone(UTC).replace(tzinfo=None)
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=naive):
+    # With awscrt installed (awsiotsdk brings it) botocore signs "v4" with the CRT signer,
+    # which reads the clock itself: sign with botocore's Python signer here (the CRT one is
+    # checked at the real time in test_awscrt_signed_boto3_requests_verify).
+    with (
+        mock.patch.dict(botocore.auth.AUTH_TYPE_MAPS, {"v4": botocore.auth.SigV4Auth}),
+        mock.patch.object(botocore.auth, "get_current_datetime", return_value=naive),
+    ):
         yield
 
 
@@ -188,8 +195,9 @@ class _Captured(Exception):
     pass
 
 
-def boto3_capture(call: Callable[[Any], Any], *, when: datetime = FIXED) -> HttpRequest:
-    """Run ``call(client)`` on a real boto3 iot-data client; return the request it sent."""
+def boto3_capture(call: Callable[[Any], Any], *, when: datetime | None = FIXED) -> HttpRequest:
+    """Run ``call(client)`` on a real boto3 iot-data client; return the request it sent
+    (signed at ``when``; None: now, with whichever signer botocore picks)."""
     client = boto3.client(
         "iot-data",
         endpoint_url=ENDPOINT,
@@ -204,7 +212,8 @@ def boto3_capture(call: Callable[[Any], Any], *, when: datetime = FIXED) -> Http
         raise _Captured
 
     client.meta.events.register("before-send.iot-data", before_send)
-    with frozen_clock(when), pytest.raises(_Captured):
+    clock = frozen_clock(when) if when is not None else contextlib.nullcontext()
+    with clock, pytest.raises(_Captured):
         call(client)
     assert len(sent) == 1
     return to_http_request(sent[0])
@@ -454,6 +463,23 @@ def test_real_boto3_iot_data_client_requests_verify(call: Callable[[Any], Any]) 
     request = boto3_capture(call)
     info = check(request)
     assert info.service == "iotdata"
+
+
+def test_awscrt_signed_boto3_requests_verify() -> None:
+    """awscrt's signer (what botocore uses when awscrt is installed, as with awsiotsdk) at
+    the real clock: list, get with an odd topic, publish with a binary body."""
+    import botocore.compat
+
+    assert botocore.compat.HAS_CRT, "awscrt is a test dependency (awsiotsdk needs it)"
+    assert botocore.auth.AUTH_TYPE_MAPS["v4"].__name__ == "CrtSigV4Auth"
+    calls: list[Callable[[Any], Any]] = [
+        lambda c: c.list_retained_messages(maxResults=200),
+        lambda c: c.get_retained_message(topic="sensors/é/$x y+z"),
+        lambda c: c.publish(topic="a/b", qos=1, retain=True, payload=b"\x00\xff"),
+    ]
+    for call in calls:
+        request = boto3_capture(call, when=None)
+        check(request, now=datetime.now(UTC))
 
 
 def test_boto3_client_tolerates_clock_within_skew() -> None:
