@@ -80,10 +80,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The pages only listen."""
 
-    async def retained_changed(self, event: dict[str, Any]) -> None:
-        if len(self.pending) < MAX_PENDING_EVENTS:
-            self.pending.append(event)
-        else:
+    async def retained_changed_batch(self, message: dict[str, Any]) -> None:
+        """Events from console.live, several per channel-layer message."""
+        room = MAX_PENDING_EVENTS - len(self.pending)
+        events = message["events"]
+        self.pending.extend(events[: max(room, 0)])
+        if len(events) > room:
             self.overflowed = True  # too far behind: the next flush re-renders everything
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self.flush())

@@ -7,6 +7,7 @@ enforce the quotas, keep the maintained count, and emit a RetainedChanged event 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -136,7 +137,9 @@ def _limits() -> Limits:
     return limits
 
 
+@functools.lru_cache(maxsize=8)
 def topic_limits(limits: Limits) -> TopicLimits:
+    """The topic rules of `limits` (built once per Limits: every write asks)."""
     return TopicLimits(max_bytes=limits.max_topic_bytes, max_slashes=limits.max_topic_slashes)
 
 
@@ -406,21 +409,34 @@ _UPSERT_COLUMNS = (
 )
 
 
-def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
-    """One INSERT .. ON CONFLICT(topic) DO UPDATE per batch (SQLite and PostgreSQL)."""
-    if not rows:
-        return
+# Rows per INSERT statement: one statement per chunk rather than executemany's one step per
+# row. Each step releases and re-takes the GIL; with the broker's event loop busy in the other
+# thread, every re-take can wait, which made executemany cost ~75 us a row under load.
+# 400 rows x 15 columns stays under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+_UPSERT_CHUNK = 400
+
+
+@functools.cache
+def _upsert_sql(row_count: int) -> str:
     ops = connection.ops
     table = ops.quote_name(RetainedMessage._meta.db_table)
     columns = ("topic", *_UPSERT_COLUMNS)
     quoted = [ops.quote_name(column) for column in columns]
     updates = ", ".join(f"{name} = excluded.{name}" for name in quoted[1:])
-    placeholders = ", ".join(["%s"] * len(columns))
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     # Only quoted identifiers from our own model are interpolated; values are parameters.
-    sql = (
-        f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({placeholders}) "  # noqa: S608
+    return (
+        f"INSERT INTO {table} ({', '.join(quoted)}) VALUES {', '.join([row] * row_count)} "  # noqa: S608
         f"ON CONFLICT ({quoted[0]}) DO UPDATE SET {updates}"
     )
+
+
+def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """INSERT .. ON CONFLICT(topic) DO UPDATE, many rows per statement (SQLite and
+    PostgreSQL). `rows` has each topic at most once."""
+    if not rows:
+        return
+    ops = connection.ops
     adapted: dict[datetime | None, Any] = {}
 
     def adapt(moment: datetime | None) -> Any:
@@ -428,28 +444,29 @@ def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
             adapted[moment] = ops.adapt_datetimefield_value(moment)
         return adapted[moment]
 
-    parameters = [
-        (
-            topic,
-            values["payload"],
-            values["payload_size"],
-            values["qos"],
-            values["content_type"],
-            values["payload_format_indicator"],
-            values["response_topic"],
-            values["correlation_data"],
-            json.dumps(values["user_properties"]) if values["user_properties"] else "[]",
-            values["message_expiry_interval"],
-            adapt(values["expires_at"]),
-            values["last_modified_ms"],
-            adapt(values["last_accessed_at"]),
-            values["set_by_kind"],
-            values["set_by"],
-        )
-        for topic, values in rows
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, parameters)
+        for first in range(0, len(rows), _UPSERT_CHUNK):
+            chunk = rows[first : first + _UPSERT_CHUNK]
+            parameters: list[Any] = []
+            for topic, values in chunk:
+                parameters += (
+                    topic,
+                    values["payload"],
+                    values["payload_size"],
+                    values["qos"],
+                    values["content_type"],
+                    values["payload_format_indicator"],
+                    values["response_topic"],
+                    values["correlation_data"],
+                    json.dumps(values["user_properties"]) if values["user_properties"] else "[]",
+                    values["message_expiry_interval"],
+                    adapt(values["expires_at"]),
+                    values["last_modified_ms"],
+                    adapt(values["last_accessed_at"]),
+                    values["set_by_kind"],
+                    values["set_by"],
+                )
+            cursor.execute(_upsert_sql(len(chunk)), parameters)
 
 
 def clear_retained(topic: str, *, actor: Actor) -> bool:

@@ -26,10 +26,12 @@ def test_store_writes_arrive_in_the_retained_group() -> None:
         try:
             await sync_to_async(store.set_retained)("live/a", b"1", qos=1, actor=ACTOR)
             await sync_to_async(store.clear_retained)("live/a", actor=ACTOR)
-            received = []
-            for _ in range(2):
+            received: list[dict[str, object]] = []
+            while len(received) < 2:
                 async with asyncio.timeout(2):
-                    received.append(await layer.receive(channel))
+                    message = await layer.receive(channel)
+                assert message["type"] == "retained.changed.batch"
+                received += message["events"]
             return received
         finally:
             undo()
