@@ -636,14 +636,22 @@ class Broker:
             self.stats["throttled"] += 1
         return throttled
 
-    def store_retained(self, message: Message, actor: store.Actor) -> asyncio.Future[Any]:
+    def store_retained(
+        self,
+        message: Message,
+        actor: store.Actor,
+        *,
+        notify: Callable[[], None] | None = None,
+    ) -> asyncio.Future[Any]:
         properties = message.properties
         write = store.RetainedWrite(
             topic=message.topic,
             payload=message.payload,
             qos=message.qos,
             actor=actor,
-            properties=store.MessageProperties(
+            properties=store.NO_PROPERTIES
+            if properties == EMPTY_PROPERTIES
+            else store.MessageProperties(
                 content_type=properties.content_type or "",
                 payload_format_indicator=properties.payload_format_indicator,
                 response_topic=properties.response_topic or "",
@@ -652,7 +660,7 @@ class Broker:
                 message_expiry_interval=properties.message_expiry_interval,
             ),
         )
-        return self.writer.submit_retained(write)
+        return self.writer.submit_retained(write, notify=notify)
 
     async def publish(self, message: Message, *, actor: store.Actor) -> int:
         """Publish from inside the server (HTTP API, console, wills): store if retained
@@ -1051,6 +1059,15 @@ class Connection:
     # --- output ----------------------------------------------------------------------------
     def send(self, packet: Packet) -> None:
         if self.closed:
+            return
+        if (
+            type(packet) is Puback
+            and not packet.reason_code
+            and packet.properties is EMPTY_PROPERTIES
+        ):
+            # The common case, in both protocol levels: a success PUBACK without properties
+            # is the two-byte form ([MQTT-3.4.2-1] lets MQTT 5 omit reason code 0).
+            self.transport.write(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
             return
         self.transport.write(encode(packet, protocol_level=self.protocol_level))
 
@@ -1480,7 +1497,7 @@ class Connection:
         future = None
         if refusal is None and publish.retain:
             actor = store.Actor(kind=SetByKind.MQTT, name=self.client_id or "")
-            future = broker.store_retained(message, actor)
+            future = broker.store_retained(message, actor, notify=self._drain_pipeline)
         inbound = _Inbound(
             publish=publish,
             message=message,
@@ -1491,10 +1508,9 @@ class Connection:
         self._pipeline.append(inbound)
         if publish.qos == 1:
             self._inbound_qos1 += 1
-        if future is not None:
-            future.add_done_callback(lambda _: self._drain_pipeline())
-        else:
+        if future is None:
             self._drain_pipeline()
+        # else: the writer calls _drain_pipeline once its batch committed
 
     def _publish_refusal(self, publish: Publish, topic: str) -> int | None:
         broker = self.broker

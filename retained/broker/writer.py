@@ -30,6 +30,7 @@ class _Item:
     future: asyncio.Future[Any] | None
     retained: store.RetainedWrite | None = None
     operation: Callable[[], Any] | None = None
+    notify: Callable[[], None] | None = None
 
 
 class DatabaseWriter:
@@ -50,10 +51,14 @@ class DatabaseWriter:
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    def submit_retained(self, write: store.RetainedWrite) -> asyncio.Future[Any]:
-        """Future of StoredMessage | None (cleared) | the store's refusal (an Exception)."""
+    def submit_retained(
+        self, write: store.RetainedWrite, *, notify: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
+        """Future of StoredMessage | None (cleared) | the store's refusal (an Exception).
+        `notify` is called on the loop once per batch that resolved any of its writes (after
+        all of that batch's futures are set): cheaper than a done-callback per future."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Item(future=future, retained=write))
+        self._queue.put(_Item(future=future, retained=write, notify=notify))
         return future
 
     def submit(
@@ -129,6 +134,14 @@ class DatabaseWriter:
 
 
 def _resolve(batch: list[_Item], results: list[Any]) -> None:
+    notify: dict[Callable[[], None], None] = {}
     for item, result in zip(batch, results, strict=True):
         if item.future is not None and not item.future.done():
             item.future.set_result(result)
+        if item.notify is not None:
+            notify[item.notify] = None
+    for callback in notify:
+        try:
+            callback()
+        except Exception:
+            logger.exception("a commit callback failed")
