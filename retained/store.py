@@ -137,10 +137,19 @@ def _limits() -> Limits:
     return limits
 
 
-@functools.lru_cache(maxsize=8)
+_topic_limits_of: tuple[Limits, TopicLimits] | None = None
+
+
 def topic_limits(limits: Limits) -> TopicLimits:
-    """The topic rules of `limits` (built once per Limits: every write asks)."""
-    return TopicLimits(max_bytes=limits.max_topic_bytes, max_slashes=limits.max_topic_slashes)
+    """The topic rules of `limits`, built once per Limits object (every write asks; hashing
+    the frozen Limits for a cache key would cost more than building them)."""
+    global _topic_limits_of
+    cached = _topic_limits_of
+    if cached is not None and cached[0] is limits:
+        return cached[1]
+    rules = TopicLimits(max_bytes=limits.max_topic_bytes, max_slashes=limits.max_topic_slashes)
+    _topic_limits_of = (limits, rules)
+    return rules
 
 
 def _page_token_key() -> bytes:
@@ -417,13 +426,13 @@ _UPSERT_CHUNK = 400
 
 
 @functools.cache
-def _upsert_sql(row_count: int) -> str:
+def _upsert_sql(row_count: int, placeholder: str) -> str:
     ops = connection.ops
     table = ops.quote_name(RetainedMessage._meta.db_table)
     columns = ("topic", *_UPSERT_COLUMNS)
     quoted = [ops.quote_name(column) for column in columns]
     updates = ", ".join(f"{name} = excluded.{name}" for name in quoted[1:])
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    row = "(" + ", ".join([placeholder] * len(columns)) + ")"
     # Only quoted identifiers from our own model are interpolated; values are parameters.
     return (
         f"INSERT INTO {table} ({', '.join(quoted)}) VALUES {', '.join([row] * row_count)} "  # noqa: S608
@@ -444,7 +453,13 @@ def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
             adapted[moment] = ops.adapt_datetimefield_value(moment)
         return adapted[moment]
 
-    with connection.cursor() as cursor:
+    # On SQLite, the driver's own cursor with "?" placeholders: Django's wrapper rewrites
+    # every "%s" of the statement with a regex on each call (0.7 ms for 6,000 placeholders).
+    # Same transaction either way: it is the connection Django's atomic block holds.
+    sqlite = connection.vendor == "sqlite"
+    with connection.cursor() as django_cursor:
+        cursor: Any = connection.connection if sqlite else django_cursor
+        placeholder = "?" if sqlite else "%s"
         for first in range(0, len(rows), _UPSERT_CHUNK):
             chunk = rows[first : first + _UPSERT_CHUNK]
             parameters: list[Any] = []
@@ -466,7 +481,7 @@ def _upsert(rows: list[tuple[str, dict[str, Any]]]) -> None:
                     values["set_by_kind"],
                     values["set_by"],
                 )
-            cursor.execute(_upsert_sql(len(chunk)), parameters)
+            cursor.execute(_upsert_sql(len(chunk), placeholder), parameters)
 
 
 def clear_retained(topic: str, *, actor: Actor) -> bool:
