@@ -22,9 +22,19 @@ NO_RATE_LIMITS = {f"RETAINED_{name.upper()}": "0" for name in RATE_LIMIT_FIELDS}
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all bound at once, so the OS cannot hand one out twice."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -130,4 +140,11 @@ def make_server(data_dir: Path, **env_overrides: str) -> ServerProcess:
     # limits are off unless the caller sets them (tests/test_rate_limits.py does).
     env.update(NO_RATE_LIMITS)
     env.update(env_overrides)
-    return ServerProcess(data_dir=data_dir, http_port=free_port(), mqtt_port=free_port(), env=env)
+    http_port, mqtt_port, mqtts_port = free_ports(3)
+    return ServerProcess(
+        data_dir=data_dir,
+        http_port=http_port,
+        mqtt_port=mqtt_port,
+        mqtts_port=mqtts_port,
+        env=env,
+    )
