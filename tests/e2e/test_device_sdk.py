@@ -5,8 +5,6 @@ reload, and a later subscriber gets the message with the retain flag."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,9 @@ from playwright.sync_api import Page
 from console.views.links import row_dom_id
 from tests.conftest import ensure_policy
 from tests.e2e.test_console import open_list
-from tests.interop.clients import HOST, paho_client
-from tests.support.server import REPO_ROOT, ServerProcess
+from tests.interop.clients import paho_client
+from tests.interop.test_tls import run_seed_pubsub
+from tests.support.server import ServerProcess
 
 TOPIC = "users/settings/user01"
 MESSAGE = "hello from python!"
@@ -39,21 +38,7 @@ def test_seed_sdk_publish_shows_live_in_the_console_and_reaches_later_subscriber
 
     open_list(admin_page, console_server.base_url, "users/settings")
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "docs/examples/pubsub.py",
-            *("--endpoint", HOST, "--port", str(console_server.mqtts_port)),
-            *("--cert", str(certs / "device.pem.crt"), "--key", str(certs / "private.pem.key")),
-            *("--root-ca", str(certs / "root-CA.crt"), "--client-id", "user01"),
-            *("--topic", TOPIC, "--count", "1", "--message", MESSAGE),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_seed_pubsub(console_server.mqtts_port, certs, topic=TOPIC, message=MESSAGE)
     assert result.returncode == 0, result.stdout + result.stderr
     admin_page.wait_for_selector(f"#{row_dom_id(TOPIC)}", timeout=2000)
     record_property("sdk_run_to_row_ms", round((time.monotonic() - started) * 1000))

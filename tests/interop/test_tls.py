@@ -155,22 +155,19 @@ def device(server: ServerProcess, tmp_path: Path) -> Device:
 # --- the seed's device ---------------------------------------------------------------------------
 
 
-def test_awsiotsdk_pubsub_publishes_retained_and_a_later_subscriber_gets_it(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    """The seed's command: the SDK's mtls_from_path to 127.0.0.1:8883 with the files from
-    create_certificate, client id user01, QoS 1, retain."""
-    ensure_policy(server, "seed-device", SEED_POLICY)
-    device = create_device(server, tmp_path / "certs", thing="user01", policy="seed-device")
-    result = subprocess.run(
+def run_seed_pubsub(
+    port: int, certs: Path, *, topic: str = "users/settings/user01", message: str
+) -> subprocess.CompletedProcess[str]:
+    """docs/examples/pubsub.py, the seed's command line: the SDK's mtls_from_path to
+    127.0.0.1 with the files of create_certificate in `certs`, client id user01, one message."""
+    return subprocess.run(
         [
             sys.executable,
             "docs/examples/pubsub.py",
-            *("--endpoint", HOST, "--port", str(server.mqtts_port)),
-            *("--cert", str(device.certificate), "--key", str(device.key)),
-            *("--root-ca", str(device.root_ca), "--client-id", "user01"),
-            *("--topic", "users/settings/user01", "--count", "1"),
-            *("--message", "hello from python!"),
+            *("--endpoint", HOST, "--port", str(port)),
+            *("--cert", str(certs / "device.pem.crt"), "--key", str(certs / "private.pem.key")),
+            *("--root-ca", str(certs / "root-CA.crt"), "--client-id", "user01"),
+            *("--topic", topic, "--count", "1", "--message", message),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -178,6 +175,16 @@ def test_awsiotsdk_pubsub_publishes_retained_and_a_later_subscriber_gets_it(
         timeout=60,
         check=False,
     )
+
+
+def test_awsiotsdk_pubsub_publishes_retained_and_a_later_subscriber_gets_it(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """The seed's command: the SDK's mtls_from_path to 127.0.0.1:8883 with the files from
+    create_certificate, client id user01, QoS 1, retain."""
+    ensure_policy(server, "seed-device", SEED_POLICY)
+    device = create_device(server, tmp_path / "certs", thing="user01", policy="seed-device")
+    result = run_seed_pubsub(server.mqtts_port, device.directory, message="hello from python!")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "acknowledged" in result.stdout
 
