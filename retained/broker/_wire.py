@@ -101,17 +101,7 @@ class Reader:
 
     def utf8(self, what: str) -> str:
         """UTF-8 Encoded String (section 1.5.4)."""
-        raw = self.binary(what)
-        if b"\x00" in raw:
-            # [MQTT-1.5.4-2] / 3.1.1 [MQTT-1.5.3-2]: no U+0000 (0x00 only ever encodes it).
-            raise malformed(f"{what} contains U+0000")
-        try:
-            # Python's strict UTF-8 codec rejects surrogates (U+D800..U+DFFF) and over-long
-            # forms, as [MQTT-1.5.4-1] / 3.1.1 [MQTT-1.5.3-1] require, and keeps a leading
-            # BOM as U+FEFF as [MQTT-1.5.4-3] requires.
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise malformed(f"{what} is not well-formed UTF-8") from None
+        return decode_utf8(self.binary(what), what)
 
     def take(self, size: int, what: str) -> bytes:
         start = self._advance(size, what)
@@ -125,6 +115,20 @@ class Reader:
     def expect_end(self, what: str) -> None:
         if self._pos != len(self._data):
             raise malformed(f"{self.remaining} unexpected byte(s) after {what}")
+
+
+def decode_utf8(raw: bytes, what: str) -> str:
+    """The text of a UTF-8 Encoded String's bytes (after the length prefix)."""
+    if b"\x00" in raw:
+        # [MQTT-1.5.4-2] / 3.1.1 [MQTT-1.5.3-2]: no U+0000 (0x00 only ever encodes it).
+        raise malformed(f"{what} contains U+0000")
+    try:
+        # Python's strict UTF-8 codec rejects surrogates (U+D800..U+DFFF) and over-long
+        # forms, as [MQTT-1.5.4-1] / 3.1.1 [MQTT-1.5.3-1] require, and keeps a leading
+        # BOM as U+FEFF as [MQTT-1.5.4-3] requires.
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise malformed(f"{what} is not well-formed UTF-8") from None
 
 
 def encode_variable_byte_int(value: int) -> bytes:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from retained import store
 from retained.access import ANONYMOUS, Principal
 from retained.broker import persistence
+from retained.broker._wire import encode_variable_byte_int
 from retained.broker.codec import MQTT_5, Decoder, ProtocolError, encode, encode_publish
 from retained.broker.packets import (
     Auth,
@@ -47,7 +48,7 @@ from retained.broker.packets import (
 )
 from retained.broker.properties import EMPTY_PROPERTIES, Properties
 from retained.broker.reason_codes import ReasonCode, connack_return_code_311
-from retained.broker.router import SubscriptionIndex, SubscriptionOptions
+from retained.broker.router import Match, SubscriptionIndex, SubscriptionOptions
 from retained.broker.writer import DatabaseWriter
 from retained.conf import Limits
 from retained.models import SetByKind
@@ -69,6 +70,7 @@ POLICY_REFRESH_SECONDS = 1.0
 # Per connection: policy decisions kept (action, resource). A device uses a few topics; a
 # connection touching many starts over rather than holding ~200 bytes per topic for ever.
 DECISIONS_PER_CONNECTION = 512
+PLAIN_ROUTES_PER_CONNECTION = 256  # cached routes of plain QoS 0 messages, per connection
 RETAINED_SENT_MEMORY = 1024  # per session: recent retained copies, to drop a racing live copy
 
 
@@ -177,6 +179,41 @@ def _with_remaining_expiry(
         return properties
     # [MQTT-3.3.2-6]: forward the interval that is left.
     return replace(properties, message_expiry_interval=max(1, int(expires_at - now)))
+
+
+@dataclass(slots=True)
+class PlainRoute:
+    """Where a plain QoS 0 message goes (received at QoS 0, no RETAIN, no properties: every
+    subscriber gets the same bytes, QoS 0 without RETAIN), for one topic and sender, cached
+    by the sender's connection while the index and the broker's routing stay as they were.
+    Devices publish telemetry to the same topics again and again; this skips the index walk,
+    the policy checks and the per-subscriber encoding for each of those messages."""
+
+    index_version: int
+    routing_version: int
+    topic_field: bytes  # the Topic Name as a UTF-8 Encoded String (length prefix included)
+    to_v4: tuple[Connection, ...]  # one entry per matching subscription
+    to_v5: tuple[Connection, ...]
+    deliveries: int  # matching subscriptions, online or not (for the stats)
+
+    def is_current(self, broker: Broker) -> bool:
+        return (
+            self.index_version == broker.index.version
+            and self.routing_version == broker.routing_version
+        )
+
+    def forward(self, payload: bytes) -> None:
+        length = len(self.topic_field) + len(payload)
+        if self.to_v4:
+            data = b"".join((b"\x30", encode_variable_byte_int(length), self.topic_field, payload))
+            for connection in self.to_v4:
+                connection.send_plain_qos0(data)
+        if self.to_v5:
+            data = b"".join(
+                (b"\x30", encode_variable_byte_int(length + 1), self.topic_field, b"\x00", payload)
+            )
+            for connection in self.to_v5:
+                connection.send_plain_qos0(data)
 
 
 class Session:
@@ -328,6 +365,7 @@ class Session:
     def resume(self, connection: Connection) -> None:
         """A client took this session back: redeliver what is in flight, then the queue."""
         self.connection = connection
+        self.broker.routing_version += 1
         self.disconnected_at = None
         if self.will_handle is not None:
             self.will_handle.cancel()
@@ -370,6 +408,9 @@ class Broker:
             lambda principal: authorizer is allow_everything
         )
         self.policy_epoch = 0  # moves whenever the refresher returns something new
+        # Moves whenever a session appears, ends, goes on- or offline, or policies change:
+        # with the index's version, it tells when a connection's cached routes are stale.
+        self.routing_version = 0
         self._policy_state: object = None
         self.loop = loop or asyncio.get_event_loop()
         self.writer = DatabaseWriter(self.loop)
@@ -478,6 +519,7 @@ class Broker:
         connections of principals no longer valid (a deactivated or revoked certificate).
         Thread-safe callers use `loop.call_soon_threadsafe`."""
         self.policy_epoch += 1
+        self.routing_version += 1
         for session in list(self.sessions.values()):
             connection = session.connection
             if connection is None or connection.principal is None:
@@ -524,6 +566,7 @@ class Broker:
             if session.pending_will is not None:
                 session.pending_will()
         self.index.remove_client(session.client_id)
+        self.routing_version += 1
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         if session.persistent or session.pending:
@@ -575,13 +618,16 @@ class Broker:
             self.writer.submit(lambda: persistence.dequeue(row_ids), wait=False)
 
     # --- routing ---------------------------------------------------------------------------
-    def route(self, message: Message) -> int:
-        """Deliver to every matching subscription (one copy each, as AWS does)."""
+    def route(self, message: Message, matches: list[Match] | None = None) -> int:
+        """Deliver to every matching subscription (one copy each, as AWS does); `matches`:
+        what the index's `match` just returned for this message, if the caller asked."""
         self.stats["published"] += 1
         now = time.time()
         delivered = 0
         sessions = self.sessions
-        for match in self.index.match(message.topic, is_member_available=self._is_online):
+        if matches is None:
+            matches = self.index.match(message.topic, is_member_available=self._is_online)
+        for match in matches:
             session = sessions.get(match.client_id)
             if session is None:
                 continue
@@ -602,6 +648,35 @@ class Broker:
         delivered = self.route(message)
         queued = self._last_queued_write
         return delivered, queued if queued is not before else None
+
+    def matches(self, topic: str) -> list[Match]:
+        return self.index.match(topic, is_member_available=self._is_online)
+
+    def plain_route(self, topic: str, sender: str | None, matches: list[Match]) -> PlainRoute:
+        """Where a plain QoS 0 message (see `PlainRoute`) to `topic` from `sender` goes,
+        given the index's `matches` for it, none of them shared: what `route` would do."""
+        v4: list[Connection] = []
+        v5: list[Connection] = []
+        deliveries = 0
+        for match in matches:
+            session = self.sessions.get(match.client_id)
+            if session is None or (match.options.no_local and sender == match.client_id):
+                continue
+            if not self._may_receive(session, topic):
+                continue
+            deliveries += 1
+            connection = session.connection
+            if connection is not None:  # QoS 0 is not queued for an offline session
+                (v5 if connection.protocol_level == MQTT_5 else v4).append(connection)
+        topic_bytes = topic.encode("utf-8")
+        return PlainRoute(
+            index_version=self.index.version,
+            routing_version=self.routing_version,
+            topic_field=len(topic_bytes).to_bytes(2, "big") + topic_bytes,
+            to_v4=tuple(v4),
+            to_v5=tuple(v5),
+            deliveries=deliveries,
+        )
 
     def _is_online(self, client_id: str) -> bool:
         session = self.sessions.get(client_id)
@@ -706,7 +781,8 @@ class Broker:
             )
             delivered = []
             if found is not None:
-                self._deliver_stored(session, [found], 0, options, delivered)
+                item = (found.topic, found.last_modified_ms, found)
+                self._deliver_stored(session, [item], 0, options, delivered)
         if delivered:
             self.writer.submit(lambda: store.touch_retained(delivered), wait=False)
 
@@ -715,10 +791,21 @@ class Broker:
     ) -> list[str]:
         """Spec mode: every stored message matching a wildcard filter, page by page (the
         next page is read while this one is sent), pausing while the client's socket
-        buffer is full rather than dropping retained copies."""
+        buffer is full rather than dropping retained copies. The copies are for the
+        connection that subscribed: if it goes away, the rest is not sent."""
+        subscriber = session.connection
+        if subscriber is None:
+            return []
+        frame_format = store.FrameFormat(
+            protocol_level=subscriber.protocol_level,
+            granted_qos=options.qos,
+            max_packet=subscriber.client_max_packet,
+        )
 
         def read(after: str | None) -> asyncio.Future[Any]:
-            page = partial(store.retained_matching_page, topic_filter, after=after)
+            page = partial(
+                store.retained_delivery_page, topic_filter, after=after, frame_format=frame_format
+            )
             return asyncio.ensure_future(asyncio.to_thread(_in_django_thread, page))
 
         delivered: list[str] = []
@@ -729,7 +816,7 @@ class Broker:
                 next_page = read(after) if after is not None else None
                 index = 0
                 while index < len(chunk):
-                    if session.connection is None:
+                    if session.connection is not subscriber or subscriber.closed:
                         return delivered
                     index = self._deliver_stored(session, chunk, index, options, delivered)
                     await self._drained(session)
@@ -762,15 +849,15 @@ class Broker:
     def _deliver_stored(
         self,
         session: Session,
-        chunk: Sequence[store.RetainedCopy | store.StoredMessage],
+        chunk: Sequence[store.RetainedItem],
         start: int,
         options: SubscriptionOptions,
         delivered: list[str],
     ) -> int:
         """Send chunk[start:] as retained copies until the client's output buffer passes the
         high-water mark (or its QoS 1 backlog half its limit); returns where to continue.
-        QoS 0 copies without properties (the bulk of a `#` subscription) are encoded
-        straight into one joined write."""
+        QoS 0 copies without properties (the bulk of a `#` subscription), encoded already
+        by the store or here, go out in one joined write."""
         connection = session.connection
         if connection is None:
             return len(chunk)
@@ -786,13 +873,21 @@ class Broker:
         now = time.time()
         index = start
         while index < len(chunk):
-            stored = chunk[index]
+            topic, stored_ms, stored = chunk[index]
             index += 1
-            topic = stored.topic
             if not unrestricted and not self._may_receive(session, topic):
                 continue
-            if live_seen and live_seen.get(topic, -1) >= stored.last_modified_ms:
+            if live_seen and live_seen.get(topic, -1) >= stored_ms:
                 continue  # this one, or a newer one, already went out live
+            if type(stored) is bytes:  # the packet, as the store encoded it for this client
+                batch.append(stored)
+                batch_bytes += len(stored)
+                sent.append((topic, stored_ms))
+                delivered.append(topic)
+                if batch_bytes > high_water:
+                    break
+                continue
+            assert isinstance(stored, store.RetainedCopy | store.StoredMessage)
             plain = stored.properties is store.NO_PROPERTIES or level != MQTT_5
             if (stored.qos == 0 or options.qos == 0) and stored.expires_at is None and plain:
                 data = encode_publish(
@@ -824,7 +919,7 @@ class Broker:
                 )
                 session.deliver(message, options, retained_delivery=True, now=now)
                 batch_bytes = connection.transport.write_buffer_size()
-            sent.append((topic, stored.last_modified_ms))
+            sent.append((topic, stored_ms))
             delivered.append(topic)
             if batch_bytes > high_water or session.backlog() >= backlog_limit:
                 break
@@ -930,6 +1025,7 @@ class Connection:
         self._unrestricted = False
         self._unrestricted_epoch = -1
         self._first_bytes = b""
+        self._plain_routes: dict[str, PlainRoute] = {}
 
     def receives_everything(self) -> bool:
         """Whether this principal's policies allow every action on every resource, so no
@@ -1039,6 +1135,7 @@ class Connection:
         if session is None or session.connection is not self:
             return
         session.connection = None
+        self.broker.routing_version += 1
         session.disconnected_at = time.time()
         if not self.state.clean_disconnect and self.will is not None:
             self._schedule_will(session, self.will)
@@ -1135,6 +1232,21 @@ class Connection:
             False,
             now,
         )
+
+    def send_plain_qos0(self, data: bytes) -> None:
+        """`send_qos0` for an encoded plain message (see `PlainRoute`)."""
+        if self.closed:
+            return
+        if self.transport.write_buffer_size() > self.broker.config.write_buffer_high_water:
+            if self.session is not None:
+                self.session.dropped_qos0 += 1
+            self.broker.stats["dropped_qos0"] += 1
+            return
+        if len(data) > self.client_max_packet:
+            if self.session is not None:
+                self.session.dropped_oversize += 1
+            return
+        self.transport.write(data)
 
     def send_qos1(self, session: Session, outgoing: Outgoing, *, dup: bool, now: float) -> None:
         packet_id = session.next_packet_id()
@@ -1365,6 +1477,7 @@ class Connection:
                 broker.end_session(existing)
             session = Session(broker, client_id, protocol_level=connect.protocol_level)
             broker.sessions[client_id] = session
+            broker.routing_version += 1
         session.protocol_level = connect.protocol_level
         session.expiry_interval = expiry
         if v5 and connect.properties.receive_maximum:
@@ -1422,6 +1535,26 @@ class Connection:
     def _on_publish(self, publish: Publish) -> None:
         broker = self.broker
         limits = broker.config.limits
+        plain = (
+            not publish.qos
+            and not publish.retain
+            and publish.properties is EMPTY_PROPERTIES
+            and not self._pipeline  # nothing received earlier still waits for the store
+        )
+        if plain:
+            route = self._plain_routes.get(publish.topic)
+            if (
+                route is not None
+                and route.is_current(broker)
+                and len(publish.payload) <= limits.max_payload_bytes
+            ):
+                # Topic checked and publishing allowed when the route was made, routing and
+                # policies unchanged since: the fast path for repeated telemetry.
+                stats = broker.stats
+                stats["published"] += 1
+                stats["delivered"] += route.deliveries
+                route.forward(publish.payload)
+                return
         v5 = self.protocol_level == MQTT_5
         if publish.qos > 1:
             # AWS sends nothing back for QoS 2; we say why (MQTT 5) or close (3.1.1).
@@ -1480,6 +1613,9 @@ class Connection:
             # 3.1.1 has no PUBACK codes
             self._violation(ReasonCode(refusal), refusal_reason or "publish refused")
             return
+        if plain and refusal is None:
+            self._route_plain(topic, publish.payload)
+            return
         expiry = properties.message_expiry_interval if v5 else None
         if expiry is not None and publish.retain:
             expiry = min(max(expiry, 1), limits.message_expiry_max_seconds)  # AWS clamp
@@ -1511,6 +1647,25 @@ class Connection:
         if future is None:
             self._drain_pipeline()
         # else: the writer calls _drain_pipeline once its batch committed
+
+    def _route_plain(self, topic: str, payload: bytes) -> None:
+        """Route a plain QoS 0 message (see `PlainRoute`), keeping its route for the next
+        ones to the same topic, unless a shared subscription matches (those rotate)."""
+        broker = self.broker
+        matches = broker.matches(topic)
+        if any(match.share_group is not None for match in matches):
+            message = Message(topic=topic, payload=payload, qos=0, retain=False)
+            message.sender = self.client_id
+            broker.route(message, matches)
+            return
+        route = broker.plain_route(topic, self.client_id, matches)
+        routes = self._plain_routes
+        if len(routes) >= PLAIN_ROUTES_PER_CONNECTION:
+            routes.clear()
+        routes[topic] = route
+        broker.stats["published"] += 1
+        broker.stats["delivered"] += route.deliveries
+        route.forward(payload)
 
     def _publish_refusal(self, publish: Publish, topic: str) -> int | None:
         broker = self.broker

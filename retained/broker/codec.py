@@ -22,6 +22,7 @@ from retained.broker._wire import (
     MAX_VARIABLE_BYTE_INTEGER,
     ProtocolError,
     Reader,
+    decode_utf8,
     encode_binary,
     encode_two_byte_int,
     encode_utf8,
@@ -369,10 +370,35 @@ def _decode_connack(flags: int, body: bytes, v5: bool) -> Connack:
     )
 
 
+# Topic Names already decoded (and found to be well-formed UTF-8 without U+0000), by their
+# bytes: devices publish to the same few topics over and over. A memo of a pure function.
+_known_topics: dict[bytes, str] = {}
+_KNOWN_TOPICS_MAX = 4096
+
+
 def _decode_publish(flags: int, body: bytes, v5: bool) -> Publish:
+    """The common case first: QoS 0, a topic seen before, (MQTT 5) no properties."""
+    size = len(body)
+    if size >= 2 and not flags & 0b0110:
+        topic_end = 2 + ((body[0] << 8) | body[1])
+        payload_start = topic_end + 1 if v5 else topic_end
+        if payload_start <= size and (not v5 or body[topic_end] == 0):
+            topic = _known_topics.get(body[2:topic_end])
+            if topic is not None:
+                return Publish(topic=topic, payload=body[payload_start:], retain=bool(flags & 1))
+    return _decode_publish_checked(flags, body, v5)
+
+
+def _decode_publish_checked(flags: int, body: bytes, v5: bool) -> Publish:
     qos = (flags >> 1) & 0b11  # 3 and DUP-at-QoS-0 were refused with the fixed header
     reader = Reader(body)
-    topic = reader.utf8("Topic Name")  # [MQTT-3.3.2-1]
+    raw_topic = reader.binary("Topic Name")
+    topic = _known_topics.get(raw_topic)
+    if topic is None:
+        topic = decode_utf8(raw_topic, "Topic Name")
+        if len(_known_topics) >= _KNOWN_TOPICS_MAX:
+            _known_topics.clear()
+        _known_topics[raw_topic] = topic  # [MQTT-3.3.2-1]
     # [MQTT-2.2.1-2] (3.1.1 [MQTT-2.3.1-5]): a Packet Identifier only when QoS > 0.
     packet_id = _read_packet_id(reader) if qos else None
     properties = decode_properties(reader, PropertyContext.PUBLISH) if v5 else EMPTY_PROPERTIES

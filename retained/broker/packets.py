@@ -79,9 +79,12 @@ class Connack:
     properties: Properties = EMPTY_PROPERTIES
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Publish:
-    """`packet_id` is None exactly when `qos` is 0 ([MQTT-2.2.1-2])."""
+    """`packet_id` is None exactly when `qos` is 0 ([MQTT-2.2.1-2]).
+
+    Not frozen, unlike the other packets: one is built for every message received, and a
+    frozen dataclass's constructor costs twice as much. Treat it as immutable all the same."""
 
     packet_type: ClassVar[PacketType] = PacketType.PUBLISH
 

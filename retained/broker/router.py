@@ -163,12 +163,15 @@ class SubscriptionIndex:
     (:func:`retained.topics.validate_topic_name`).
     """
 
-    __slots__ = ("_by_client", "_root", "_total")
+    __slots__ = ("_by_client", "_root", "_total", "version")
 
     def __init__(self) -> None:
         self._root = _Node()
         self._by_client: dict[str, dict[str, SubscriptionOptions]] = {}
         self._total = 0
+        # Moves on every change, so that a caller may keep what `match` returned for a
+        # topic while it stays the same (shared subscriptions aside: they rotate).
+        self.version = 0
 
     # ------------------------------------------------------------------ updates
 
@@ -179,6 +182,7 @@ class SubscriptionIndex:
         one with this exact filter: its options are then replaced, in place
         ([MQTT-3.8.4-3]), keeping its place in match order and share rotation.
         """
+        self.version += 1
         group, inner = split_shared_subscription(topic_filter)
         node = self._root
         for level in inner.split(LEVEL_SEPARATOR):
@@ -216,6 +220,7 @@ class SubscriptionIndex:
         if not filters:
             del self._by_client[client_id]
         self._total -= 1
+        self.version += 1
 
         group, inner = split_shared_subscription(topic_filter)
         path: list[tuple[_Node, str]] = []  # (parent, level) down to the filter's node

@@ -667,6 +667,18 @@ def test_decode_one_byte_at_a_time(level: int, packet: Packet, hex_wire: str) ->
     assert decoder.feed(data[-1:]) == [packet]
 
 
+PUBLISH_VECTORS = [vector for vector in VECTORS if isinstance(vector.values[1], Publish)]
+
+
+@pytest.mark.parametrize(("level", "packet", "hex_wire"), PUBLISH_VECTORS)
+def test_decode_again_with_the_topic_known(level: int, packet: Packet, hex_wire: str) -> None:
+    # The decoder keeps the topics it decoded; a second PUBLISH to one of them may take the
+    # short way (QoS 0 without properties) and must give the same packet.
+    decoder = decoder_for(packet, level)
+    data = wire(hex_wire)
+    assert decoder.feed(data + data) == [packet, packet]
+
+
 def test_vectors_cover_every_packet_type_in_both_versions() -> None:
     every_type = set(get_args(Packet))
     assert len(every_type) == 15
@@ -1014,6 +1026,19 @@ def decoder_in_mode(mode: str) -> Decoder:
 
 @pytest.mark.parametrize(("mode", "hex_wire", "reason_code"), BAD_INPUTS)
 def test_bad_input_is_refused(mode: str, hex_wire: str, reason_code: ReasonCode) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        decoder_in_mode(mode).feed(wire(hex_wire))
+    assert raised.value.reason_code == reason_code, raised.value.message
+
+
+@pytest.mark.parametrize(("mode", "hex_wire", "reason_code"), BAD_INPUTS)
+def test_bad_input_is_refused_when_its_topic_is_known(
+    mode: str, hex_wire: str, reason_code: ReasonCode
+) -> None:
+    # Most bad PUBLISH rows use the topic "t": with it decoded before, the short way for
+    # known topics must refuse them just the same.
+    for level, good in ((4, "30 04 00 01 74 78"), (5, "30 05 00 01 74 00 78")):
+        assert Decoder(protocol_level=level).feed(wire(good)) == [Publish(topic="t", payload=b"x")]
     with pytest.raises(ProtocolError) as raised:
         decoder_in_mode(mode).feed(wire(hex_wire))
     assert raised.value.reason_code == reason_code, raised.value.message

@@ -710,6 +710,53 @@ def test_revoking_publish_applies_to_an_open_connection(
     assert result.reason_code == NOT_AUTHORIZED
 
 
+def test_revoking_publish_and_receive_applies_to_repeated_qos0_messages(
+    strict: ServerProcess, admin: Credentials, clients: Clients
+) -> None:
+    # Repeated QoS 0 messages to one topic take a cached route (PlainRoute): a policy
+    # change must reach them as it reaches everything else.
+    topic = unique("plain-revoke")
+    reader_name, writer_name = name("reader"), name("writer")
+    receive, publish = name("receive"), name("publish")
+    reader_creds = provision(
+        strict,
+        reader_name,
+        {
+            name("sub"): document(CONNECT_ANY, allow("iot:Subscribe", f"topicfilter/{topic}")),
+            receive: document(allow("iot:Receive", f"topic/{topic}")),
+        },
+    )
+    writer_creds = provision(
+        strict,
+        writer_name,
+        {
+            name("connect"): document(CONNECT_ANY),
+            publish: document(allow("iot:Publish", f"topic/{topic}")),
+        },
+    )
+    reader = connected_as(clients, reader_creds, v5=True)
+    assert reader.subscribe(topic, qos=0) == [0]
+    observer = connected_as(clients, admin, v5=True)
+    assert observer.subscribe(topic, qos=0) == [0]
+    writer = connected_as(clients, writer_creds, v5=True)
+    admin_writer = connected_as(clients, admin, v5=False)
+    for payload in (b"1", b"2", b"3"):
+        writer.publish(topic, payload, qos=0)
+        admin_writer.publish(topic, b"admin-" + payload, qos=0)
+    assert len(reader.get_all(6)) == 6
+    assert len(observer.get_all(6)) == 6
+
+    strict.manage("detach_policy", receive, "--user", reader_name)
+    strict.manage("detach_policy", publish, "--user", writer_name)
+    time.sleep(POLICY_REFRESH_WAIT)
+    for payload in (b"4", b"5"):
+        writer.publish(topic, payload, qos=0)  # MQTT 5 QoS 0: dropped, nothing to say
+        admin_writer.publish(topic, b"admin-" + payload, qos=0)
+    assert [bytes(m.payload) for m in observer.get_all(2)] == [b"admin-4", b"admin-5"]
+    observer.assert_no_message()
+    reader.assert_no_message(0.1)
+
+
 # ---------------------------------------------------------------------------- the API
 
 
