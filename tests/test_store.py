@@ -231,9 +231,9 @@ def test_batch_respects_the_quota() -> None:
         results = store.set_retained_many(
             [store.RetainedWrite(t, b"x", 0, ACTOR) for t in ("b", "c", "a")]
         )
-    assert isinstance(results[0], store.StoredMessage)
+    assert isinstance(results[0], store.Written)
     assert isinstance(results[1], store.RetainedQuotaExceededError)
-    assert isinstance(results[2], store.StoredMessage)
+    assert isinstance(results[2], store.Written)
     assert sorted(RetainedMessage.objects.values_list("topic", flat=True)) == ["a", "b"]
     assert store.count_retained() == 2
 

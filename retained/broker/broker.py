@@ -725,7 +725,7 @@ class Broker:
             qos=message.qos,
             actor=actor,
             properties=store.NO_PROPERTIES
-            if properties == EMPTY_PROPERTIES
+            if properties is EMPTY_PROPERTIES or properties == EMPTY_PROPERTIES
             else store.MessageProperties(
                 content_type=properties.content_type or "",
                 payload_format_indicator=properties.payload_format_indicator,
@@ -930,13 +930,15 @@ class Broker:
         return index
 
 
-def _stored_ms(outcome: store.StoredMessage | None) -> int:
+def _stored_ms(outcome: store.Written | None) -> int:
     if outcome is None:  # cleared: newer than anything stored before
         return int(time.time() * 1000)
     return outcome.last_modified_ms
 
 
-def _expiry_epoch(stored: store.RetainedCopy | store.StoredMessage | None) -> float | None:
+def _expiry_epoch(
+    stored: store.RetainedCopy | store.StoredMessage | store.Written | None,
+) -> float | None:
     if stored is None or stored.expires_at is None:
         return None
     return stored.expires_at.timestamp()
@@ -1026,6 +1028,7 @@ class Connection:
         self._unrestricted_epoch = -1
         self._first_bytes = b""
         self._plain_routes: dict[str, PlainRoute] = {}
+        self._actor: store.Actor | None = None  # who sets the retained messages it publishes
 
     def receives_everything(self) -> bool:
         """Whether this principal's policies allow every action on every resource, so no
@@ -1632,7 +1635,9 @@ class Connection:
             message.properties = replace(message.properties, message_expiry_interval=expiry)
         future = None
         if refusal is None and publish.retain:
-            actor = store.Actor(kind=SetByKind.MQTT, name=self.client_id or "")
+            actor = self._actor
+            if actor is None or actor.name != self.client_id:
+                actor = self._actor = store.Actor(kind=SetByKind.MQTT, name=self.client_id or "")
             future = broker.store_retained(message, actor, notify=self._drain_pipeline)
         inbound = _Inbound(
             publish=publish,
@@ -1721,6 +1726,10 @@ class Connection:
                     self._violation(ReasonCode(reason or 0x80), "retained publish refused")
                 continue
             if head.publish.qos == 1 and head.publish.packet_id is not None:
+                if reason is None and queued is None and self._puback_barrier is None:
+                    if not self.closed:  # the common case, in its two-byte form (see `send`)
+                        self.transport.write(b"\x40\x02" + head.publish.packet_id.to_bytes(2))
+                    continue
                 puback = Puback(
                     packet_id=head.publish.packet_id,
                     reason_code=reason or 0,

@@ -377,15 +377,36 @@ _KNOWN_TOPICS_MAX = 4096
 
 
 def _decode_publish(flags: int, body: bytes, v5: bool) -> Publish:
-    """The common case first: QoS 0, a topic seen before, (MQTT 5) no properties."""
+    """The common case the short way: (MQTT 5) no properties, a well-formed topic, a
+    non-zero Packet Identifier at QoS 1. Anything else, errors included, the long way."""
     size = len(body)
-    if size >= 2 and not flags & 0b0110:
+    if size >= 2:
+        qos = (flags >> 1) & 0b11  # 3 and DUP-at-QoS-0 were refused with the fixed header
         topic_end = 2 + ((body[0] << 8) | body[1])
-        payload_start = topic_end + 1 if v5 else topic_end
-        if payload_start <= size and (not v5 or body[topic_end] == 0):
-            topic = _known_topics.get(body[2:topic_end])
-            if topic is not None:
-                return Publish(topic=topic, payload=body[payload_start:], retain=bool(flags & 1))
+        properties_at = topic_end + 2 if qos else topic_end
+        payload_start = properties_at + 1 if v5 else properties_at
+        if payload_start <= size and (not v5 or body[properties_at] == 0):
+            raw_topic = body[2:topic_end]
+            topic = _known_topics.get(raw_topic)
+            if topic is None and b"\x00" not in raw_topic:
+                try:
+                    topic = raw_topic.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    if len(_known_topics) >= _KNOWN_TOPICS_MAX:
+                        _known_topics.clear()
+                    _known_topics[raw_topic] = topic
+            packet_id = ((body[topic_end] << 8) | body[topic_end + 1]) if qos else None
+            if topic is not None and packet_id != 0:
+                return Publish(
+                    topic=topic,
+                    payload=body[payload_start:],
+                    qos=qos,
+                    retain=bool(flags & 0b0001),
+                    dup=bool(flags & 0b1000),
+                    packet_id=packet_id,
+                )
     return _decode_publish_checked(flags, body, v5)
 
 

@@ -54,7 +54,7 @@ class DatabaseWriter:
     def submit_retained(
         self, write: store.RetainedWrite, *, notify: Callable[[], None] | None = None
     ) -> asyncio.Future[Any]:
-        """Future of StoredMessage | None (cleared) | the store's refusal (an Exception).
+        """Future of store.Written | None (cleared) | the store's refusal (an Exception).
         `notify` is called on the loop once per batch that resolved any of its writes (after
         all of that batch's futures are set): cheaper than a done-callback per future."""
         future: asyncio.Future[Any] = self._loop.create_future()
