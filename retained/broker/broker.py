@@ -298,15 +298,21 @@ class Session:
         )
         if connection is None:
             self._queue_offline(outgoing)
-        elif self.backlog() >= self.broker.config.max_queued_messages:
+            return
+        if self.backlog() >= self.broker.config.max_queued_messages:
             self._drop_qos1()
             if not self.catching_up:
                 connection.backlog_exceeded()
-        elif len(self.inflight) < self.send_quota and not self.pending:
-            self.catching_up = False
+            return
+        self.catching_up = False
+        if self.persistent and not retained_delivery:
+            # Written down before the publisher's PUBACK (route_durably waits for it) and
+            # deleted on the client's: a crash while the message is in flight or waiting
+            # does not lose what was acknowledged. (Retained copies come from the store.)
+            self.broker.persist_queued(self, outgoing)
+        if len(self.inflight) < self.send_quota and not self.pending:
             connection.send_qos1(self, outgoing, dup=False, now=now)
         else:
-            self.catching_up = False
             self.pending.append(outgoing)
 
     def note_retained_sent(self, topic: str, stored_ms: int) -> None:
@@ -330,8 +336,9 @@ class Session:
         self.broker.persist_queued(self, outgoing)
 
     def keep_backlog(self) -> None:
-        """Queue what is in flight or waiting in memory (online backlogs are not written)
-        for the client's return, as for an offline session: it survives a restart."""
+        """Queue what is in flight or waiting in memory only (retained copies sent on
+        subscribe) for the client's return, as for an offline session: it survives a
+        restart. Routed messages were written when they were routed."""
         for outgoing in [*self.inflight.values(), *self.pending]:
             if not outgoing.persisting and not outgoing.acked:
                 self.broker.persist_queued(self, outgoing)

@@ -1,6 +1,6 @@
 """What the broker acknowledged about a persistent session survives a SIGKILL right after the
-acknowledgement: the session itself (CONNACK), its subscriptions (SUBACK) and the messages it
-was owed when its client went away (held in memory while it was online)."""
+acknowledgement: the session itself (CONNACK), its subscriptions (SUBACK), the messages it was
+owed when its client went away, and those in flight to its client while it is connected."""
 
 from __future__ import annotations
 
@@ -109,6 +109,40 @@ def test_messages_owed_to_a_client_that_left_survive_a_kill(server: ServerProces
         received = again.collect(5)
         assert sorted(message.payload for message in received) == [
             f"owed-{index}".encode() for index in range(5)
+        ]
+    finally:
+        again.disconnect()
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_messages_in_flight_to_a_connected_client_survive_a_kill(
+    server: ServerProcess, round_: int
+) -> None:
+    """The subscriber is connected but has not acknowledged yet (it stopped reading) when
+    the publisher gets its PUBACKs and the server is killed: the messages must come back."""
+    if server.process is None:
+        server.start()
+    port = server.mqtt_port
+    client_id = f"inflight-{uuid.uuid4().hex[:8]}"
+    topic = f"durable/inflight/{client_id}"
+    subscriber, _ = persistent_client(port, client_id)
+    assert subscriber.subscribe(topic, qos=1) == [1]
+    subscriber.client.loop_stop()  # connected, but nothing it is sent gets acknowledged
+    with paho_client(port) as publisher:
+        for index in range(5):
+            assert publisher.publish(topic, f"in-flight-{index}".encode(), qos=1) == 0
+        server.stop(signal.SIGKILL)  # the moment the last PUBACK arrived
+    sock = subscriber.client.socket()
+    if sock is not None:
+        sock.close()
+    server.start()
+
+    again, present = persistent_client(port, client_id)
+    try:
+        assert present is True
+        received = again.collect(5)
+        assert sorted(message.payload for message in received) == [
+            f"in-flight-{index}".encode() for index in range(5)
         ]
     finally:
         again.disconnect()
