@@ -23,6 +23,7 @@ from django.db.models import F
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from retained.models import (
+    AccessKey,
     Certificate,
     CertificateStatus,
     Counter,
@@ -80,6 +81,8 @@ class Snapshot:
     certificate_policies: Mapping[str, tuple[str, ...]]
     documents: Mapping[str, PolicyDocument]
     active_certificates: frozenset[str] = frozenset()
+    # Access key ids that may authenticate: active keys of active users.
+    active_access_keys: frozenset[str] = frozenset()
     generation: int = 0
     loaded_at: float = field(default_factory=time.monotonic)
 
@@ -184,9 +187,15 @@ def load_snapshot() -> Snapshot:
             "certificate_id", flat=True
         )
     )
+    active_access_keys = frozenset(
+        AccessKey.objects.filter(is_active=True, user__is_active=True).values_list(
+            "access_key_id", flat=True
+        )
+    )
     return Snapshot(
         users=users,
         active_certificates=active_certificates,
+        active_access_keys=active_access_keys,
         user_policies={k: tuple(v) for k, v in user_policies.items()},
         group_policies={k: tuple(v) for k, v in group_policies.items()},
         anonymous_policies=tuple(anonymous),
@@ -224,11 +233,16 @@ def install_snapshot(snapshot: Snapshot) -> None:
 
 
 def principal_is_valid(principal: Principal, snapshot: Snapshot | None = None) -> bool:
-    """May this principal stay connected? A certificate only while it is ACTIVE."""
-    if principal.kind != "certificate":
+    """May this principal stay connected? A certificate only while it is ACTIVE; a user
+    who came with an access key only while the key and the user are active."""
+    if principal.kind == "anonymous":
         return True
     snapshot = snapshot or current_snapshot() or reload()
-    return principal.name in snapshot.active_certificates
+    if principal.kind == "certificate":
+        return principal.name in snapshot.active_certificates
+    if principal.name not in snapshot.users:
+        return False  # deactivated or deleted
+    return principal.via in ("console", "admin") or principal.via in snapshot.active_access_keys
 
 
 def reload() -> Snapshot:
@@ -364,7 +378,15 @@ def _reload_quietly() -> None:
 
 def connect_signals() -> None:
     user_model = get_user_model()
-    for model in (Policy, PolicyVersion, PolicyAttachment, Certificate, user_model, Group):
+    for model in (
+        Policy,
+        PolicyVersion,
+        PolicyAttachment,
+        Certificate,
+        AccessKey,
+        user_model,
+        Group,
+    ):
         post_save.connect(_changed, sender=model, dispatch_uid=f"access-save-{model.__name__}")
         post_delete.connect(_changed, sender=model, dispatch_uid=f"access-del-{model.__name__}")
     m2m_changed.connect(

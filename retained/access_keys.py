@@ -38,6 +38,22 @@ def create_access_key(*, user: User, description: str = "") -> AccessKey:
     )
 
 
+class UnknownAccessKeyError(LookupError):
+    pass
+
+
+def set_access_key_active(access_key_id: str, *, active: bool) -> AccessKey:
+    """Activate or deactivate a key. Deactivating closes the broker connections it opened
+    (within a second, in every process) and refuses it from then on."""
+    key = AccessKey.objects.filter(access_key_id=access_key_id).first()
+    if key is None:
+        raise UnknownAccessKeyError(f"no access key {access_key_id!r}")
+    if key.is_active != active:
+        key.is_active = active
+        key.save(update_fields=["is_active"])  # save(): the signals clear caches, reload policies
+    return key
+
+
 # A short-lived cache of key lookups: every signed request needs one. Saving or deleting a
 # key or a user clears it in this process (signals below); other processes see a change
 # within the TTL.

@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from retained import certificates
+from retained.access_keys import set_access_key_active
 from retained.admin_views.policy_admin import PolicyAdmin
 from retained.models import AccessKey, Certificate, CertificateStatus, Policy, RetainedMessage
 
@@ -38,15 +39,13 @@ class AccessKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected access keys")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[AccessKey]) -> None:
-        for key in queryset:  # save() (not update()) so the key cache hears about it
-            key.is_active = False
-            key.save(update_fields=["is_active"])
+        for key in queryset:
+            set_access_key_active(key.access_key_id, active=False)
 
     @admin.action(description="Activate selected access keys")
     def activate(self, request: HttpRequest, queryset: QuerySet[AccessKey]) -> None:
         for key in queryset:
-            key.is_active = True
-            key.save(update_fields=["is_active"])
+            set_access_key_active(key.access_key_id, active=True)
 
 
 @admin.register(RetainedMessage)

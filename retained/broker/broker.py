@@ -1430,7 +1430,11 @@ class Connection:
                 )
             return identity
         if self.transport_identity is not None:
-            return self.transport_identity
+            identity = self.transport_identity
+            if not await asyncio.to_thread(broker.principal_validator, identity.principal):
+                self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "the access key is not active")
+                return None
+            return identity
         if connect.username is None and connect.password is None:
             if broker.config.allow_anonymous:
                 return Identity(ANONYMOUS)
@@ -1438,7 +1442,14 @@ class Connection:
             return None
         username = connect.username or ""
         password = connect.password or b""
-        principal = await asyncio.to_thread(broker.authenticator, username, password)
+
+        def authenticate() -> Principal | None:
+            # The key lookup is cached for a few seconds; the validator reads the policy
+            # snapshot, which hears of a key or user deactivated elsewhere within a second.
+            found = broker.authenticator(username, password)
+            return found if found is not None and broker.principal_validator(found) else None
+
+        principal = await asyncio.to_thread(authenticate)
         if principal is None:
             self._refuse_connect(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad user name or password")
             return None

@@ -757,6 +757,50 @@ def test_revoking_publish_and_receive_applies_to_repeated_qos0_messages(
     reader.assert_no_message(0.1)
 
 
+@pytest.mark.parametrize("revoke", ["key", "user"])
+def test_deactivating_the_key_or_its_user_closes_open_connections(
+    strict: ServerProcess, clients: Clients, revoke: str
+) -> None:
+    """An access key's MQTT connections end when the key (`manage.py update_access_key
+    --status Inactive`, the shape of `aws iam update-access-key`) or its user is
+    deactivated, as a certificate's do: MQTT 5 DISCONNECT 0x87, 3.1.1 closed."""
+    username = name("holder")
+    creds = provision(strict, username, {name("all"): ALLOW_ALL})
+    v5 = connected_as(clients, creds, v5=True)
+    v311 = connected_as(clients, creds, v5=False)
+    assert v5.publish(unique("before"), b"x", qos=1) == 0
+    started = time.monotonic()
+    if revoke == "key":
+        result = strict.manage("update_access_key", creds.access_key_id, "--status", "Inactive")
+        assert "Inactive" in result.stdout
+    else:
+        strict.manage(
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            f"user = User.objects.get(username={username!r}); "
+            "user.is_active = False; user.save()",
+        )
+    assert v5.wait_disconnected(POLICY_REFRESH_WAIT + 2) == NOT_AUTHORIZED
+    v311.wait_disconnected(POLICY_REFRESH_WAIT + 2)
+    assert time.monotonic() - started < POLICY_REFRESH_WAIT + 2
+    result = paho_as(clients, creds, v5=True).connect(expect=None)
+    assert result.reason_code != 0  # refused from now on
+    if revoke == "key":  # and back: the key works again
+        strict.manage("update_access_key", creds.access_key_id, "--status", "Active")
+        again = connected_as(clients, creds, v5=True)
+        assert again.publish(unique("after"), b"x", qos=1) == 0
+
+
+def test_update_access_key_refuses_an_unknown_key(strict: ServerProcess) -> None:
+    result = strict.manage(
+        "update_access_key", "AKIANOSUCHKEY", "--status", "Inactive", check=False
+    )
+    assert result.returncode != 0
+    assert "no access key" in result.stderr
+
+
 # ---------------------------------------------------------------------------- the API
 
 
