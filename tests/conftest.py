@@ -19,6 +19,11 @@ class Credentials:
     access_key_id: str
     secret_access_key: str
 
+    def with_wrong_secret(self) -> Credentials:
+        """The same key id with a secret one character off (never the real one)."""
+        secret = self.secret_access_key
+        return Credentials(self.access_key_id, secret[:-1] + ("y" if secret[-1] == "x" else "x"))
+
 
 ALLOW_ALL_POLICY = """{"Version": "2012-10-17",
  "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}"""

@@ -375,7 +375,7 @@ def test_bad_headers_are_refused_and_change_nothing(
 def test_wrong_secret_is_unauthorized(
     server: ServerProcess, credentials: Credentials, iot: Any
 ) -> None:
-    wrong = Credentials(credentials.access_key_id, credentials.secret_access_key[:-1] + "x")
+    wrong = credentials.with_wrong_secret()
     client = iot_data_client(server, wrong)
     topic = unique()
     with pytest.raises(client.exceptions.UnauthorizedException) as caught:

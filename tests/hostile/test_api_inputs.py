@@ -621,7 +621,7 @@ BOTO_ROWS: list[Any] = [
             "UnauthorizedException",
             "signature we calculated does not match",
             401,
-            credentials=lambda c: Credentials(c.access_key_id, c.secret_access_key[:-1] + "x"),
+            credentials=lambda c: c.with_wrong_secret(),
         ),
         id="boto-wrong-secret",
     ),

@@ -785,8 +785,8 @@ def test_deactivating_the_key_or_its_user_closes_open_connections(
     assert v5.wait_disconnected(POLICY_REFRESH_WAIT + 2) == NOT_AUTHORIZED
     v311.wait_disconnected(POLICY_REFRESH_WAIT + 2)
     assert time.monotonic() - started < POLICY_REFRESH_WAIT + 2
-    result = paho_as(clients, creds, v5=True).connect(expect=None)
-    assert result.reason_code != 0  # refused from now on
+    refused = paho_as(clients, creds, v5=True).connect(expect=None)
+    assert refused.reason_code != 0  # refused from now on
     if revoke == "key":  # and back: the key works again
         strict.manage("update_access_key", creds.access_key_id, "--status", "Active")
         again = connected_as(clients, creds, v5=True)
