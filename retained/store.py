@@ -614,20 +614,7 @@ def retained_matching_page(
     index, plain tuples, no model instances; properties parsed only where present.
     """
     now = now or timezone.now()
-    ops = connection.ops
-    conditions = [f"({_C_EXPIRES} IS NULL OR {_C_EXPIRES} > %s)"]
-    params: list[Any] = [ops.adapt_datetimefield_value(now)]
-    prefix = _literal_prefix(topic_filter)
-    if prefix:
-        conditions.append(f"{_C_TOPIC} >= %s")
-        params.append(prefix)
-        upper = _prefix_upper_bound(prefix)
-        if upper is not None:
-            conditions.append(f"{_C_TOPIC} < %s")
-            params.append(upper)
-    if after is not None:
-        conditions.append(f"{_C_TOPIC} > %s")
-        params.append(after)
+    conditions, params = _matching_conditions(topic_filter, after=after, now=now)
     params.append(limit)
     sql = (
         f"SELECT {_COPY_SELECT} FROM {_TABLE} WHERE {' AND '.join(conditions)} "  # noqa: S608 -- names from the model, values bound
@@ -647,19 +634,9 @@ def retained_matching_page(
     return matching, (rows[-1][0] if len(rows) == limit else None)
 
 
-@dataclass(frozen=True, slots=True)
-class FrameFormat:
-    """How one subscriber receives retained copies: its MQTT protocol level (4 or 5), the
-    QoS it was granted, and the largest packet it accepts."""
-
-    protocol_level: int
-    granted_qos: int
-    max_packet: int
-
-
-# A retained message for a subscriber: (topic, last_modified_ms, what to send), where what to
-# send is either the complete MQTT PUBLISH packet (QoS 0, RETAIN set), or the RetainedCopy
-# when that packet depends on more than the row (properties, expiry, QoS 1, size).
+# A retained message for a subscriber: (topic, last_modified_ms, what to send). What to send is
+# the bare payload when the copy is a plain QoS 0 message (no properties or expiry to carry,
+# see `retained_delivery_page`), else the RetainedCopy (or StoredMessage) with everything.
 RetainedItem = tuple[str, int, "bytes | RetainedCopy | StoredMessage"]
 
 
@@ -667,43 +644,57 @@ def retained_delivery_page(
     topic_filter: str,
     *,
     after: str | None,
-    frame_format: FrameFormat,
+    granted_qos: int,
+    with_properties: bool,
     limit: int = 2000,
     now: datetime | None = None,
 ) -> tuple[list[RetainedItem], str | None]:
-    """`retained_matching_page`, with each plain message already encoded for the subscriber.
+    """`retained_matching_page` for a subscriber granted `granted_qos`, that takes MQTT 5
+    properties (`with_properties`) or not: plain rows come back as three values, no copy.
 
-    A new `#` subscriber in spec mode gets every stored message: on SQLite the database
-    builds the packets itself (`_sqlite_publish_packet`), so Python handles three values a
-    row instead of building a copy and encoding it. Elsewhere every item is a RetainedCopy.
+    A new `#` subscriber in spec mode gets every stored message. A row is plain when its
+    copy goes out at QoS 0 (stored at QoS 0 or granted 0) and, for an MQTT 5 subscriber,
+    without properties or an expiry; the database tells which, and only the others are read
+    in full (`_retained_copies`). Topic order, keyset pages, as `retained_matching_page`.
     """
-    if connection.vendor != "sqlite":
-        copies, after = retained_matching_page(topic_filter, after=after, limit=limit, now=now)
-        return [(copy.topic, copy.last_modified_ms, copy) for copy in copies], after
     now = now or timezone.now()
     conditions, params = _matching_conditions(topic_filter, after=after, now=now)
     every_plain_topic = topic_filter == "#"
     if every_plain_topic:
         conditions.append(f"substr({_C_TOPIC}, 1, 1) <> '$'")  # [MQTT-4.7.2-1]
+    plain = [f"{_quoted('qos')} = 0"] if granted_qos else []
+    if with_properties:
+        plain += [
+            f"{_quoted('content_type')} = ''",
+            f"{_quoted('payload_format_indicator')} IS NULL",
+            f"{_quoted('response_topic')} = ''",
+            f"{_quoted('correlation_data')} IS NULL",
+            f"{_quoted('user_properties')} = '[]'",
+            f"{_quoted('message_expiry_interval')} IS NULL",
+            f"{_C_EXPIRES} IS NULL",
+        ]
+    is_plain = f"CASE WHEN {' AND '.join(plain)} THEN 1 ELSE 0 END" if plain else "1"
     sql = (
-        f"SELECT {_C_TOPIC}, {_quoted('last_modified_ms')}, "  # noqa: S608 -- names from the model
-        f"{_sqlite_publish_packet(frame_format)} FROM {_TABLE} "
-        f"WHERE {' AND '.join(conditions)} ORDER BY {_C_TOPIC} LIMIT ?"
+        f"SELECT {_C_TOPIC}, {_quoted('last_modified_ms')}, {_quoted('payload')}, {is_plain} "  # noqa: S608 -- names from the model
+        f"FROM {_TABLE} WHERE {' AND '.join(conditions)} ORDER BY {_C_TOPIC} LIMIT %s"
     )
     params.append(limit)
-    with connection.cursor():  # Django's connection, opened; the driver's cursor, "?" style
-        rows = connection.connection.execute(sql, params).fetchall()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     next_after = rows[-1][0] if len(rows) == limit else None
     if not every_plain_topic:
         rows = [row for row in rows if topic_matches(topic_filter, row[0])]
-    missing = [row[0] for row in rows if row[2] is None]
+    missing = [row[0] for row in rows if not row[3]]
     if not missing:
-        return rows, next_after
+        return [(topic, stored_ms, bytes(payload)) for topic, stored_ms, payload, _ in rows], (
+            next_after
+        )
     by_topic = {copy.topic: copy for copy in _retained_copies(missing, now=now)}
     items: list[RetainedItem] = []
-    for topic, stored_ms, packet in rows:
-        if packet is not None:
-            items.append((topic, stored_ms, packet))
+    for topic, stored_ms, payload, row_is_plain in rows:
+        if row_is_plain:
+            items.append((topic, stored_ms, bytes(payload)))
         elif topic in by_topic:  # (unless it was deleted between the two reads)
             copy = by_topic[topic]
             items.append((topic, copy.last_modified_ms, copy))
@@ -713,19 +704,19 @@ def retained_delivery_page(
 def _matching_conditions(
     topic_filter: str, *, after: str | None, now: datetime
 ) -> tuple[list[str], list[Any]]:
-    """SQL conditions ("?" placeholders) for live rows in the topic range of `topic_filter`."""
-    conditions = [f"({_C_EXPIRES} IS NULL OR {_C_EXPIRES} > ?)"]
+    """SQL conditions for live rows in the topic range of `topic_filter`, and their values."""
+    conditions = [f"({_C_EXPIRES} IS NULL OR {_C_EXPIRES} > %s)"]
     params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
     prefix = _literal_prefix(topic_filter)
     if prefix:
-        conditions.append(f"{_C_TOPIC} >= ?")
+        conditions.append(f"{_C_TOPIC} >= %s")
         params.append(prefix)
         upper = _prefix_upper_bound(prefix)
         if upper is not None:
-            conditions.append(f"{_C_TOPIC} < ?")
+            conditions.append(f"{_C_TOPIC} < %s")
             params.append(upper)
     if after is not None:
-        conditions.append(f"{_C_TOPIC} > ?")
+        conditions.append(f"{_C_TOPIC} > %s")
         params.append(after)
     return conditions, params
 
@@ -744,54 +735,6 @@ def _retained_copies(topics: list[str], *, now: datetime) -> list[RetainedCopy]:
             )
             copies += (_copy_from_row(row) for row in cursor.fetchall())
     return copies
-
-
-# Every byte value as a one-byte BLOB, by position: substr(_BYTES, n + 1, 1) is byte n.
-_SQLITE_BYTES = "X'" + bytes(range(256)).hex() + "'"
-
-
-def _sqlite_byte(expression: str) -> str:
-    return f"substr({_SQLITE_BYTES}, ({expression}) + 1, 1)"
-
-
-def _sqlite_publish_packet(frame_format: FrameFormat) -> str:
-    """An SQLite expression: the row as an MQTT PUBLISH packet (QoS 0, RETAIN, no
-    properties; MQTT 3.1.1 or 5 as `frame_format` says), or NULL when the row needs more
-    than that (MQTT 5 properties or expiry, QoS 1 on both sides, larger than the client
-    takes). `||` joins BLOBs byte for byte; the CAST keeps the result a BLOB."""
-    topic = f"CAST({_C_TOPIC} AS BLOB)"
-    topic_length = f"length({topic})"
-    v5 = frame_format.protocol_level == 5
-    remaining = f"(2 + {topic_length} + length({_quoted('payload')}){' + 1' if v5 else ''})"
-    # Variable Byte Integer (MQTT 5.0 section 1.5.5); payloads stay below 2^21 bytes.
-    length_bytes = (
-        f"CASE WHEN {remaining} < 128 THEN {_sqlite_byte(remaining)} "
-        f"WHEN {remaining} < 16384 THEN {_sqlite_byte(f'{remaining} % 128 + 128')} "
-        f"|| {_sqlite_byte(f'{remaining} / 128')} "
-        f"ELSE {_sqlite_byte(f'{remaining} % 128 + 128')} "
-        f"|| {_sqlite_byte(f'{remaining} / 128 % 128 + 128')} "
-        f"|| {_sqlite_byte(f'{remaining} / 16384 % 128')} END"
-    )
-    property_length = " || X'00'" if v5 else ""  # MQTT 5: an empty property block
-    packet = (
-        f"CAST(X'31' || {length_bytes} || {_sqlite_byte(f'{topic_length} / 256')} "
-        f"|| {_sqlite_byte(f'{topic_length} % 256')} || {topic}{property_length} "
-        f"|| {_quoted('payload')} AS BLOB)"
-    )
-    conditions = [f"{remaining} < 2097152", f"{remaining} + 4 <= {int(frame_format.max_packet)}"]
-    if frame_format.granted_qos:
-        conditions.append(f"{_quoted('qos')} = 0")
-    if v5:
-        conditions += [
-            f"{_quoted('content_type')} = ''",
-            f"{_quoted('payload_format_indicator')} IS NULL",
-            f"{_quoted('response_topic')} = ''",
-            f"{_quoted('correlation_data')} IS NULL",
-            f"{_quoted('user_properties')} = '[]'",
-            f"{_quoted('message_expiry_interval')} IS NULL",
-            f"{_C_EXPIRES} IS NULL",
-        ]
-    return f"CASE WHEN {' AND '.join(conditions)} THEN {packet} ELSE NULL END"
 
 
 def _quoted(name: str) -> str:

@@ -24,8 +24,15 @@ from typing import Any, Protocol
 from retained import store
 from retained.access import ANONYMOUS, Principal
 from retained.broker import persistence
-from retained.broker._wire import encode_variable_byte_int
-from retained.broker.codec import MQTT_5, Decoder, ProtocolError, encode, encode_publish
+from retained.broker._wire import encode_utf8
+from retained.broker.codec import (
+    MQTT_5,
+    Decoder,
+    ProtocolError,
+    encode,
+    encode_plain_publish,
+    encode_publish,
+)
 from retained.broker.packets import (
     Auth,
     Connack,
@@ -203,15 +210,12 @@ class PlainRoute:
         )
 
     def forward(self, payload: bytes) -> None:
-        length = len(self.topic_field) + len(payload)
         if self.to_v4:
-            data = b"".join((b"\x30", encode_variable_byte_int(length), self.topic_field, payload))
+            data = encode_plain_publish(self.topic_field, payload, retain=False, v5=False)
             for connection in self.to_v4:
                 connection.send_plain_qos0(data)
         if self.to_v5:
-            data = b"".join(
-                (b"\x30", encode_variable_byte_int(length + 1), self.topic_field, b"\x00", payload)
-            )
+            data = encode_plain_publish(self.topic_field, payload, retain=False, v5=True)
             for connection in self.to_v5:
                 connection.send_plain_qos0(data)
 
@@ -675,11 +679,10 @@ class Broker:
             connection = session.connection
             if connection is not None:  # QoS 0 is not queued for an offline session
                 (v5 if connection.protocol_level == MQTT_5 else v4).append(connection)
-        topic_bytes = topic.encode("utf-8")
         return PlainRoute(
             index_version=self.index.version,
             routing_version=self.routing_version,
-            topic_field=len(topic_bytes).to_bytes(2, "big") + topic_bytes,
+            topic_field=encode_utf8(topic),
             to_v4=tuple(v4),
             to_v5=tuple(v5),
             deliveries=deliveries,
@@ -803,15 +806,14 @@ class Broker:
         subscriber = session.connection
         if subscriber is None:
             return []
-        frame_format = store.FrameFormat(
-            protocol_level=subscriber.protocol_level,
-            granted_qos=options.qos,
-            max_packet=subscriber.client_max_packet,
-        )
 
         def read(after: str | None) -> asyncio.Future[Any]:
             page = partial(
-                store.retained_delivery_page, topic_filter, after=after, frame_format=frame_format
+                store.retained_delivery_page,
+                topic_filter,
+                after=after,
+                granted_qos=options.qos,
+                with_properties=subscriber.protocol_level == MQTT_5,
             )
             return asyncio.ensure_future(asyncio.to_thread(_in_django_thread, page))
 
@@ -870,6 +872,7 @@ class Broker:
             return len(chunk)
         unrestricted = connection.receives_everything()
         level = connection.protocol_level
+        v5 = level == MQTT_5
         max_packet = connection.client_max_packet
         high_water = self.config.write_buffer_high_water
         backlog_limit = self._retained_backlog_limit()
@@ -886,9 +889,13 @@ class Broker:
                 continue
             if live_seen and live_seen.get(topic, -1) >= stored_ms:
                 continue  # this one, or a newer one, already went out live
-            if type(stored) is bytes:  # the packet, as the store encoded it for this client
-                batch.append(stored)
-                batch_bytes += len(stored)
+            if type(stored) is bytes:  # a plain copy: QoS 0, nothing but topic and payload
+                data = encode_plain_publish(encode_utf8(topic), stored, retain=True, v5=v5)
+                if len(data) > max_packet:
+                    session.dropped_oversize += 1  # [MQTT-3.1.2-25]
+                    continue
+                batch.append(data)
+                batch_bytes += len(data)
                 sent.append((topic, stored_ms))
                 delivered.append(topic)
                 if batch_bytes > high_water:

@@ -765,6 +765,28 @@ def encode_publish(
     return b"".join((bytes((first_byte,)), encode_variable_byte_int(length), head, payload))
 
 
+def encode_plain_publish(topic_field: bytes, payload: bytes, *, retain: bool, v5: bool) -> bytes:
+    """A QoS 0 PUBLISH without properties, the bulk of what a broker sends (same bytes as
+    `encode_publish`; a test checks it). `topic_field` is the Topic Name as a UTF-8 Encoded
+    String, its two-byte length first, so that a caller sending many copies encodes it once."""
+    length = len(topic_field) + len(payload) + (1 if v5 else 0)
+    return b"".join(
+        (
+            _PLAIN_FIRST_BYTES[retain],
+            encode_variable_byte_int(length),
+            topic_field,
+            b"\x00" if v5 else b"",  # MQTT 5: an empty property block
+            payload,
+        )
+    )
+
+
+_PLAIN_FIRST_BYTES = {
+    False: bytes((_PUBLISH_FIRST_NIBBLE,)),
+    True: bytes((_PUBLISH_FIRST_NIBBLE | 1,)),
+}
+
+
 def _make_ack_encoder(
     packet_type: PacketType, context: PropertyContext
 ) -> Callable[[Puback | Pubrec | Pubrel | Pubcomp, bool], _Encoded]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retained.broker.codec import Decoder, encode, encode_publish
+from retained.broker._wire import encode_utf8
+from retained.broker.codec import Decoder, encode, encode_plain_publish, encode_publish
 from retained.broker.packets import Publish
 from retained.broker.properties import EMPTY_PROPERTIES, Properties
 
@@ -71,3 +72,24 @@ def test_encode_publish_matches_encode(
     )
     assert fast == encode(packet, protocol_level=level)
     assert Decoder(protocol_level=level).feed(fast) == [packet]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=topics,
+    payload=st.one_of(
+        st.binary(max_size=300),
+        # Remaining Length 127/128 and 16383/16384 lie around these sizes.
+        st.integers(100, 140).map(lambda n: b"p" * n),
+        st.integers(16_300, 16_400).map(lambda n: b"q" * n),
+    ),
+    retain=st.booleans(),
+    level=st.sampled_from([4, 5]),
+)
+def test_encode_plain_publish_matches_encode(
+    topic: str, payload: bytes, retain: bool, level: int
+) -> None:
+    packet = Publish(topic=topic, payload=payload, retain=retain)
+    plain = encode_plain_publish(encode_utf8(topic), payload, retain=retain, v5=level == 5)
+    assert plain == encode(packet, protocol_level=level)
+    assert Decoder(protocol_level=level).feed(plain) == [packet]
