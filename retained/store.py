@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from retained.topics import InvalidTopicError, TopicLimits, topic_matches, valid
 
 __all__ = [
     "Actor",
+    "DeliveryPage",
     "InvalidPageTokenError",
     "InvalidTopicError",
     "MessageProperties",
@@ -640,6 +642,13 @@ def retained_matching_page(
 RetainedItem = tuple[str, int, "bytes | RetainedCopy | StoredMessage"]
 
 
+class DeliveryPage(NamedTuple):
+    items: list[RetainedItem]
+    after: str | None  # the topic to continue after; None when this was the last page
+    stale: set[str]  # topics whose last-accessed clock is older than ACCESS_CLOCK_RESOLUTION
+    payload_bytes: int  # of the rows read, for the caller to size the next page
+
+
 def retained_delivery_page(
     topic_filter: str,
     *,
@@ -648,7 +657,7 @@ def retained_delivery_page(
     with_properties: bool,
     limit: int = 2000,
     now: datetime | None = None,
-) -> tuple[list[RetainedItem], str | None]:
+) -> DeliveryPage:
     """`retained_matching_page` for a subscriber granted `granted_qos`, that takes MQTT 5
     properties (`with_properties`) or not: plain rows come back as three values, no copy.
 
@@ -656,6 +665,8 @@ def retained_delivery_page(
     copy goes out at QoS 0 (stored at QoS 0 or granted 0) and, for an MQTT 5 subscriber,
     without properties or an expiry; the database tells which, and only the others are read
     in full (`_retained_copies`). Topic order, keyset pages, as `retained_matching_page`.
+    `stale` says which rows a delivery must touch (`touch_retained`): only those whose clock
+    is older than its resolution, so that a `#` subscriber does not rewrite every row.
     """
     now = now or timezone.now()
     conditions, params = _matching_conditions(topic_filter, after=after, now=now)
@@ -675,30 +686,38 @@ def retained_delivery_page(
         ]
     is_plain = f"CASE WHEN {' AND '.join(plain)} THEN 1 ELSE 0 END" if plain else "1"
     sql = (
-        f"SELECT {_C_TOPIC}, {_quoted('last_modified_ms')}, {_quoted('payload')}, {is_plain} "  # noqa: S608 -- names from the model
+        f"SELECT {_C_TOPIC}, {_quoted('last_modified_ms')}, {_quoted('payload')}, {is_plain}, "  # noqa: S608 -- names from the model
+        f"CASE WHEN {_C_ACCESSED} < %s THEN 1 ELSE 0 END "
         f"FROM {_TABLE} WHERE {' AND '.join(conditions)} ORDER BY {_C_TOPIC} LIMIT %s"
     )
+    params = [connection.ops.adapt_datetimefield_value(now - ACCESS_CLOCK_RESOLUTION), *params]
     params.append(limit)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     next_after = rows[-1][0] if len(rows) == limit else None
+    payload_bytes = sum(map(len, map(_third, rows)))
     if not every_plain_topic:
         rows = [row for row in rows if topic_matches(topic_filter, row[0])]
+    stale = {row[0] for row in rows if row[4]}
     missing = [row[0] for row in rows if not row[3]]
     if not missing:
-        return [(topic, stored_ms, bytes(payload)) for topic, stored_ms, payload, _ in rows], (
-            next_after
-        )
+        plain_items: list[RetainedItem] = [
+            (topic, stored_ms, bytes(payload)) for topic, stored_ms, payload, _, _ in rows
+        ]
+        return DeliveryPage(plain_items, next_after, stale, payload_bytes)
     by_topic = {copy.topic: copy for copy in _retained_copies(missing, now=now)}
     items: list[RetainedItem] = []
-    for topic, stored_ms, payload, row_is_plain in rows:
+    for topic, stored_ms, payload, row_is_plain, _ in rows:
         if row_is_plain:
             items.append((topic, stored_ms, bytes(payload)))
         elif topic in by_topic:  # (unless it was deleted between the two reads)
             copy = by_topic[topic]
             items.append((topic, copy.last_modified_ms, copy))
-    return items, next_after
+    return DeliveryPage(items, next_after, stale, payload_bytes)
+
+
+_third = operator.itemgetter(2)
 
 
 def _matching_conditions(

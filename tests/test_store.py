@@ -349,14 +349,16 @@ def test_delivery_page_gives_plain_rows_bare_and_the_others_whole(
     items: list[store.RetainedItem] = []
     after = None
     while True:  # pages of 3: the keyset continues across them
-        page, after = store.retained_delivery_page(
+        page = store.retained_delivery_page(
             topic_filter,
             after=after,
             granted_qos=granted_qos,
             with_properties=with_properties,
             limit=3,
         )
-        items += page
+        items += page.items
+        assert page.stale == set()  # every clock was set just now
+        after = page.after
         if after is None:
             break
     visible = sorted(topic for topic in DELIVERY_ROWS if not topic.startswith("$"))
@@ -383,11 +385,18 @@ def test_delivery_page_leaves_out_expired_messages() -> None:
         now=now - timedelta(seconds=5),
     )
     store.set_retained("e/here", b"y", qos=0, actor=ACTOR, now=now)
-    items, after = store.retained_delivery_page(
-        "#", after=None, granted_qos=0, with_properties=True
-    )
-    assert after is None
-    assert [(topic, what) for topic, _, what in items] == [("e/here", b"y")]
+    page = store.retained_delivery_page("#", after=None, granted_qos=0, with_properties=True)
+    assert page.after is None
+    assert [(topic, what) for topic, _, what in page.items] == [("e/here", b"y")]
+
+
+def test_delivery_page_names_the_clocks_to_move() -> None:
+    now = timezone.now()
+    store.set_retained("c/old", b"x", qos=0, actor=ACTOR, now=now - timedelta(days=2))
+    store.set_retained("c/new", b"y", qos=0, actor=ACTOR, now=now)
+    page = store.retained_delivery_page("c/#", after=None, granted_qos=0, with_properties=False)
+    assert page.stale == {"c/old"}
+    assert page.payload_bytes == 2
 
 
 def test_touch_moves_only_clocks_older_than_the_resolution() -> None:

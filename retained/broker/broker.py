@@ -11,6 +11,7 @@ AWS deviations and spec rules are marked where they are coded.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import time
@@ -32,6 +33,7 @@ from retained.broker.codec import (
     encode,
     encode_plain_publish,
     encode_publish,
+    encode_retained_copies,
 )
 from retained.broker.packets import (
     Auth,
@@ -218,6 +220,111 @@ class PlainRoute:
             data = encode_plain_publish(self.topic_field, payload, retain=False, v5=True)
             for connection in self.to_v5:
                 connection.send_plain_qos0(data)
+
+
+# Spec-mode retained delivery reads pages of about this many rows (fewer when payloads are
+# large, see _EncodedPage.next_limit) and hands the loop runs of ready packets of about
+# RUN_BYTES each, so that the loop's share per message is a list append.
+RETAINED_PAGE_ROWS = 2000
+RETAINED_PAGE_BYTES = 2 << 20
+RUN_BYTES = 256 << 10
+# A retained copy stored longer ago than this cannot race the live copy of its own publish.
+RACE_WINDOW_MS = 60_000
+
+
+@dataclass(slots=True)
+class PlainRun:
+    """Consecutive plain retained copies (see store.retained_delivery_page), encoded for one
+    subscriber in the reader thread: `data` is their packets back to back."""
+
+    packets: list[bytes]
+    topics: list[str]
+    stored_ms: list[int]
+    recent: list[tuple[str, int]]  # (topic, stored_ms) of copies stored within RACE_WINDOW_MS
+    data: bytes
+    oversize: int  # copies left out: larger than the client's Maximum Packet Size
+
+
+@dataclass(slots=True)
+class _EncodedPage:
+    parts: list[store.RetainedItem | PlainRun]
+    after: str | None
+    stale: set[str]
+    rows_read: int  # the page's limit (a page followed by another one is full)
+    payload_bytes: int  # of the rows read
+
+    def next_limit(self) -> int:
+        """Rows for the next page: ~RETAINED_PAGE_BYTES of payload at this page's sizes."""
+        if not self.payload_bytes:
+            return RETAINED_PAGE_ROWS
+        rows = RETAINED_PAGE_BYTES * self.rows_read // self.payload_bytes
+        return max(16, min(RETAINED_PAGE_ROWS, rows))
+
+
+def _read_encoded_page(
+    topic_filter: str,
+    *,
+    after: str | None,
+    limit: int,
+    granted_qos: int,
+    v5: bool,
+    max_packet: int,
+) -> _EncodedPage:
+    """One page of retained copies for a subscriber, its plain ones already encoded (run in
+    the reader thread: the event loop only writes the runs)."""
+    page = store.retained_delivery_page(
+        topic_filter, after=after, granted_qos=granted_qos, with_properties=v5, limit=limit
+    )
+    recent_since = int(time.time() * 1000) - RACE_WINDOW_MS
+    parts: list[store.RetainedItem | PlainRun] = []
+    plain: list[store.RetainedItem] = []
+    for item in page.items:
+        if type(item[2]) is bytes:
+            plain.append(item)
+            continue
+        parts += _plain_runs(plain, v5=v5, max_packet=max_packet, recent_since=recent_since)
+        plain = []
+        parts.append(item)
+    parts += _plain_runs(plain, v5=v5, max_packet=max_packet, recent_since=recent_since)
+    return _EncodedPage(parts, page.after, page.stale, limit, page.payload_bytes)
+
+
+def _plain_runs(
+    items: list[store.RetainedItem], *, v5: bool, max_packet: int, recent_since: int
+) -> list[PlainRun]:
+    """Consecutive plain copies as runs of about RUN_BYTES of packets."""
+    if not items:
+        return []
+    topics = [item[0] for item in items]
+    stored_ms = [item[1] for item in items]
+    payloads: list[bytes] = [item[2] for item in items]  # type: ignore[misc]  # plain: bytes
+    packets = encode_retained_copies(topics, payloads, v5=v5)
+    oversize = 0
+    if max(map(len, packets)) > max_packet:
+        keep = [index for index, packet in enumerate(packets) if len(packet) <= max_packet]
+        oversize = len(packets) - len(keep)
+        topics = [topics[index] for index in keep]
+        stored_ms = [stored_ms[index] for index in keep]
+        packets = [packets[index] for index in keep]
+    if not packets:  # every one too large for the client
+        return [PlainRun([], [], [], [], b"", oversize)]
+    runs: list[PlainRun] = []
+    ends = list(itertools.accumulate(map(len, packets)))  # where each packet ends
+    start = 0
+    while start < len(packets):
+        offset = ends[start - 1] if start else 0
+        stop = min(bisect.bisect_left(ends, offset + RUN_BYTES, lo=start) + 1, len(packets))
+        run_topics, run_ms = topics[start:stop], stored_ms[start:stop]
+        recent = []
+        if max(run_ms) > recent_since:
+            pairs = zip(run_topics, run_ms, strict=True)
+            recent = [(topic, ms) for topic, ms in pairs if ms > recent_since]
+        run_packets = packets[start:stop]
+        data = b"".join(run_packets)
+        runs.append(PlainRun(run_packets, run_topics, run_ms, recent, data, oversize))
+        oversize = 0  # counted once, with the first run
+        start = stop
+    return runs
 
 
 class Session:
@@ -806,33 +913,54 @@ class Broker:
         subscriber = session.connection
         if subscriber is None:
             return []
+        v5 = subscriber.protocol_level == MQTT_5
 
-        def read(after: str | None) -> asyncio.Future[Any]:
+        def read(after: str | None, limit: int) -> asyncio.Future[_EncodedPage]:
             page = partial(
-                store.retained_delivery_page,
+                _read_encoded_page,
                 topic_filter,
                 after=after,
+                limit=limit,
                 granted_qos=options.qos,
-                with_properties=subscriber.protocol_level == MQTT_5,
+                v5=v5,
+                max_packet=subscriber.client_max_packet,
             )
             return asyncio.ensure_future(asyncio.to_thread(_in_django_thread, page))
 
         delivered: list[str] = []
-        next_page: asyncio.Future[Any] | None = read(None)
+        stale: set[str] = set()
+        next_page: asyncio.Future[_EncodedPage] | None = read(None, RETAINED_PAGE_ROWS)
         try:
             while next_page is not None:
-                chunk, after = await next_page
-                next_page = read(after) if after is not None else None
-                index = 0
-                while index < len(chunk):
-                    if session.connection is not subscriber or subscriber.closed:
-                        return delivered
-                    index = self._deliver_stored(session, chunk, index, options, delivered)
-                    await self._drained(session)
+                page = await next_page
+                stale |= page.stale
+                after = page.after
+                next_page = read(after, page.next_limit()) if after is not None else None
+                if not await self._send_page(session, subscriber, page.parts, options, delivered):
+                    break  # the subscriber's connection went away
         finally:
             if next_page is not None:
                 next_page.cancel()  # the client went away: the read's result is not needed
-        return delivered
+        # Only clocks older than their resolution need moving (store.touch_retained).
+        return [topic for topic in delivered if topic in stale] if stale else []
+
+    async def _send_page(
+        self,
+        session: Session,
+        subscriber: Connection,
+        parts: list[store.RetainedItem | PlainRun],
+        options: SubscriptionOptions,
+        delivered: list[str],
+    ) -> bool:
+        """Send one page, pausing while the client's buffer is full; False when the
+        subscriber's connection went away first."""
+        index = 0
+        while index < len(parts):
+            if session.connection is not subscriber or subscriber.closed:
+                return False
+            index = self._deliver_stored(session, parts, index, options, delivered)
+            await self._drained(session)
+        return True
 
     async def _drained(self, session: Session) -> None:
         """Until the client's output buffer is below half the high-water mark and its QoS 1
@@ -858,7 +986,7 @@ class Broker:
     def _deliver_stored(
         self,
         session: Session,
-        chunk: Sequence[store.RetainedItem],
+        chunk: Sequence[store.RetainedItem | PlainRun],
         start: int,
         options: SubscriptionOptions,
         delivered: list[str],
@@ -872,7 +1000,6 @@ class Broker:
             return len(chunk)
         unrestricted = connection.receives_everything()
         level = connection.protocol_level
-        v5 = level == MQTT_5
         max_packet = connection.client_max_packet
         high_water = self.config.write_buffer_high_water
         backlog_limit = self._retained_backlog_limit()
@@ -883,24 +1010,36 @@ class Broker:
         now = time.time()
         index = start
         while index < len(chunk):
-            topic, stored_ms, stored = chunk[index]
+            entry = chunk[index]
             index += 1
+            if type(entry) is PlainRun:
+                session.dropped_oversize += entry.oversize  # [MQTT-3.1.2-25]
+                if unrestricted and not live_seen:  # the common case: all of it, as it is
+                    batch.append(entry.data)
+                    batch_bytes += len(entry.data)
+                    delivered += entry.topics
+                    sent += entry.recent
+                else:
+                    for topic, stored_ms, data in zip(
+                        entry.topics, entry.stored_ms, entry.packets, strict=True
+                    ):
+                        if not unrestricted and not self._may_receive(session, topic):
+                            continue
+                        if live_seen and live_seen.get(topic, -1) >= stored_ms:
+                            continue  # this one, or a newer one, already went out live
+                        batch.append(data)
+                        batch_bytes += len(data)
+                        sent.append((topic, stored_ms))
+                        delivered.append(topic)
+                if batch_bytes > high_water:
+                    break
+                continue
+            assert type(entry) is tuple
+            topic, stored_ms, stored = entry
             if not unrestricted and not self._may_receive(session, topic):
                 continue
             if live_seen and live_seen.get(topic, -1) >= stored_ms:
                 continue  # this one, or a newer one, already went out live
-            if type(stored) is bytes:  # a plain copy: QoS 0, nothing but topic and payload
-                data = encode_plain_publish(encode_utf8(topic), stored, retain=True, v5=v5)
-                if len(data) > max_packet:
-                    session.dropped_oversize += 1  # [MQTT-3.1.2-25]
-                    continue
-                batch.append(data)
-                batch_bytes += len(data)
-                sent.append((topic, stored_ms))
-                delivered.append(topic)
-                if batch_bytes > high_water:
-                    break
-                continue
             assert isinstance(stored, store.RetainedCopy | store.StoredMessage)
             plain = stored.properties is store.NO_PROPERTIES or level != MQTT_5
             if (stored.qos == 0 or options.qos == 0) and stored.expires_at is None and plain:

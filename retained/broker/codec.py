@@ -781,6 +781,30 @@ def encode_plain_publish(topic_field: bytes, payload: bytes, *, retain: bool, v5
     )
 
 
+def encode_retained_copies(topics: list[str], payloads: list[bytes], *, v5: bool) -> list[bytes]:
+    """`encode_plain_publish(..., retain=True)` for many messages at once: the retained
+    copies a new subscription gets, thousands at a time (same bytes; a test checks it)."""
+    heads = _RETAINED_HEADS
+    common = len(heads)
+    fixed = 3 if v5 else 2  # topic length prefix (+ MQTT 5 property length)
+    properties = b"\x00" if v5 else b""
+    packets: list[bytes] = []
+    append = packets.append
+    for topic, payload in zip(topics, payloads, strict=True):
+        raw = topic.encode("utf-8")
+        length = fixed + len(raw) + len(payload)
+        head = heads[length] if length < common else b"\x31" + encode_variable_byte_int(length)
+        append(b"".join((head, len(raw).to_bytes(2, "big"), raw, properties, payload)))
+    return packets
+
+
+# First byte and Remaining Length of a retained QoS 0 PUBLISH for the common lengths: a list
+# index instead of encoding them again for every copy.
+_RETAINED_HEADS = [
+    bytes((_PUBLISH_FIRST_NIBBLE | 0b0001,)) + encode_variable_byte_int(n) for n in range(4096)
+]
+
+
 _PLAIN_FIRST_BYTES = {
     False: bytes((_PUBLISH_FIRST_NIBBLE,)),
     True: bytes((_PUBLISH_FIRST_NIBBLE | 1,)),

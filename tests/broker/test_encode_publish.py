@@ -6,7 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retained.broker._wire import encode_utf8
-from retained.broker.codec import Decoder, encode, encode_plain_publish, encode_publish
+from retained.broker.codec import (
+    Decoder,
+    encode,
+    encode_plain_publish,
+    encode_publish,
+    encode_retained_copies,
+)
 from retained.broker.packets import Publish
 from retained.broker.properties import EMPTY_PROPERTIES, Properties
 
@@ -93,3 +99,26 @@ def test_encode_plain_publish_matches_encode(
     plain = encode_plain_publish(encode_utf8(topic), payload, retain=retain, v5=level == 5)
     assert plain == encode(packet, protocol_level=level)
     assert Decoder(protocol_level=level).feed(plain) == [packet]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            topics,
+            st.one_of(st.binary(max_size=300), st.integers(4000, 4200).map(lambda n: b"r" * n)),
+        ),
+        max_size=20,
+    ),
+    level=st.sampled_from([4, 5]),
+)
+def test_encode_retained_copies_matches_encode(
+    messages: list[tuple[str, bytes]], level: int
+) -> None:
+    packets = encode_retained_copies(
+        [topic for topic, _ in messages], [payload for _, payload in messages], v5=level == 5
+    )
+    assert packets == [
+        encode(Publish(topic=topic, payload=payload, retain=True), protocol_level=level)
+        for topic, payload in messages
+    ]
