@@ -338,7 +338,9 @@ class Session:
         self.expiry_interval = 0
         self.connection: Connection | None = None
         self.inflight: dict[int, Outgoing] = {}
-        self.pending: deque[Outgoing] = deque()
+        # Created on first use: an empty deque costs 760 bytes, and most sessions never
+        # queue anything (5,000 idle connections: 3.7 MB).
+        self.pending: deque[Outgoing] | None = None
         self.send_quota = broker.config.limits.inflight_qos1_max
         self.disconnected_at: float | None = None
         self.will_handle: asyncio.TimerHandle | None = None
@@ -357,7 +359,9 @@ class Session:
         # The other way round: the stored copy was read (and sent) before the live copy of
         # the same publish was routed. topic -> stored_ms, the most recent few only.
         self.retained_sent: OrderedDict[str, int] = OrderedDict()
-        self._packet_ids = itertools.cycle(range(1, MAX_PACKET_ID + 1))
+        # The last Packet Identifier used. (Not itertools.cycle: it keeps a copy of every
+        # value it has produced, 2.6 MB per session after the first 65,535 messages.)
+        self._last_packet_id = 0
 
     @property
     def persistent(self) -> bool:
@@ -365,12 +369,14 @@ class Session:
 
     def backlog(self) -> int:
         """QoS 1 messages this session owes: in flight and queued behind them."""
-        return len(self.inflight) + len(self.pending)
+        return len(self.inflight) + (len(self.pending) if self.pending else 0)
 
     def next_packet_id(self) -> int:
+        packet_id = self._last_packet_id
         for _ in range(MAX_PACKET_ID):
-            packet_id = next(self._packet_ids)
+            packet_id = packet_id % MAX_PACKET_ID + 1  # 1..65535, then 1 again
             if packet_id not in self.inflight:
+                self._last_packet_id = packet_id
                 return packet_id
         raise RuntimeError("no free packet identifier")  # unreachable: in-flight is bounded
 
@@ -424,7 +430,7 @@ class Session:
         if len(self.inflight) < self.send_quota and not self.pending:
             connection.send_qos1(self, outgoing, dup=False, now=now)
         else:
-            self.pending.append(outgoing)
+            self.enqueue(outgoing)
 
     def note_retained_sent(self, topic: str, stored_ms: int) -> None:
         sent = self.retained_sent
@@ -443,14 +449,20 @@ class Session:
         if self.backlog() >= self.broker.config.max_queued_messages:
             self._drop_qos1()
             return
-        self.pending.append(outgoing)
+        self.enqueue(outgoing)
         self.broker.persist_queued(self, outgoing)
+
+    def enqueue(self, outgoing: Outgoing) -> None:
+        """Put `outgoing` at the end of the queue (behind what is in flight)."""
+        if self.pending is None:
+            self.pending = deque()
+        self.pending.append(outgoing)
 
     def keep_backlog(self) -> None:
         """Queue what is in flight or waiting in memory only (retained copies sent on
         subscribe) for the client's return, as for an offline session: it survives a
         restart. Routed messages were written when they were routed."""
-        for outgoing in [*self.inflight.values(), *self.pending]:
+        for outgoing in [*self.inflight.values(), *(self.pending or ())]:
             if not outgoing.persisting and not outgoing.acked:
                 self.broker.persist_queued(self, outgoing)
 
@@ -468,8 +480,9 @@ class Session:
         if connection is None:
             return
         now = time.time()
-        while self.pending and len(self.inflight) < self.send_quota:
-            outgoing = self.pending.popleft()
+        pending = self.pending
+        while pending and len(self.inflight) < self.send_quota:
+            outgoing = pending.popleft()
             expired = outgoing.expires_at is not None and outgoing.expires_at <= now
             # Queued while offline, it was not checked then: iot:Receive decides now.
             denied = not connection.allowed("iot:Receive", self.broker.topic_arn(outgoing.topic))
@@ -572,7 +585,7 @@ class Broker:
             for topic_filter, options in record.subscriptions.items():
                 self.index.add(record.client_id, topic_filter, options)
             for queued in record.queue:
-                session.pending.append(
+                session.enqueue(
                     Outgoing(
                         topic=queued.topic,
                         payload=queued.payload,
@@ -1170,7 +1183,7 @@ class Connection:
         self.state = _ConnectionState()
         self.closed = False
         self.client_max_packet = limits.max_packet_bytes * 64
-        self._pipeline: deque[_Inbound] = deque()
+        self._pipeline: deque[_Inbound] | None = None  # created on first use (760 bytes)
         self._inbound_qos1 = 0  # QoS 1 publishes received and not yet acknowledged
         # PUBACKs held until the copies their messages queued for offline sessions commit.
         self._held_pubacks: list[Puback] = []
@@ -1810,6 +1823,8 @@ class Connection:
             refusal=refusal,
             refusal_reason=refusal_reason,
         )
+        if self._pipeline is None:
+            self._pipeline = deque()
         self._pipeline.append(inbound)
         if publish.qos == 1:
             self._inbound_qos1 += 1

@@ -35,7 +35,7 @@ class MqttProtocol(asyncio.Protocol):
         self.connection: Connection | None = None
         self._chunks: list[bytes] = []
         self._pending_bytes = 0
-        self._backlog: deque[bytes] = deque()
+        self._backlog: deque[bytes] | None = None  # created when needed (760 bytes)
         self._busy: asyncio.Task[None] | None = None
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -66,6 +66,8 @@ class MqttProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_read = self.loop.time()
         if self._busy is not None:
+            if self._backlog is None:
+                self._backlog = deque()
             self._backlog.append(data)  # a CONNECT is being authenticated: keep the order
             return
         self._feed(data)
