@@ -244,6 +244,10 @@ class RetainedWrite(NamedTuple):
     qos: int
     actor: Actor
     properties: MessageProperties = NO_PROPERTIES
+    # True when the caller already checked it as `validate_retained_publish` does, against
+    # the same limits: the broker, for an MQTT publish it validated on receipt. Saves a
+    # second topic validation per write on the writer thread.
+    checked: bool = False
 
 
 def _row_values(
@@ -365,11 +369,12 @@ def set_retained_many(
     results: list[Written | Exception | None] = []
     final: dict[str, tuple[list[int], dict[str, Any] | None]] = {}
     for write in writes:
-        try:
-            validate_retained_publish(write.topic, write.payload, qos=write.qos, limits=limits)
-        except (StoreError, InvalidTopicError) as error:
-            results.append(error)
-            continue
+        if not write.checked:
+            try:
+                validate_retained_publish(write.topic, write.payload, qos=write.qos, limits=limits)
+            except (StoreError, InvalidTopicError) as error:
+                results.append(error)
+                continue
         topic = write.topic
         values = None
         if write.payload:

@@ -847,13 +847,17 @@ class Broker:
         actor: store.Actor,
         *,
         notify: Callable[[], None] | None = None,
+        checked: bool = False,
     ) -> asyncio.Future[Any]:
+        """Queue the retained write of `message`; `checked`: the caller validated it as
+        the store would (topic for retain, QoS, payload size) against this broker's limits."""
         properties = message.properties
         write = store.RetainedWrite(
             topic=message.topic,
             payload=message.payload,
             qos=message.qos,
             actor=actor,
+            checked=checked,
             properties=store.NO_PROPERTIES
             if properties is EMPTY_PROPERTIES or properties == EMPTY_PROPERTIES
             else store.MessageProperties(
@@ -1815,7 +1819,10 @@ class Connection:
             actor = self._actor
             if actor is None or actor.name != self.client_id:
                 actor = self._actor = store.Actor(kind=SetByKind.MQTT, name=self.client_id or "")
-            future = broker.store_retained(message, actor, notify=self._drain_pipeline)
+            # Checked above: topic name (and $aws/ for retain), QoS 0/1, payload size.
+            future = broker.store_retained(
+                message, actor, notify=self._drain_pipeline, checked=True
+            )
         inbound = _Inbound(
             publish=publish,
             message=message,
