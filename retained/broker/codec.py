@@ -376,6 +376,12 @@ _known_topics: dict[bytes, str] = {}
 _KNOWN_TOPICS_MAX = 4096
 
 
+def _remember_topic(raw_topic: bytes, topic: str) -> None:
+    if len(_known_topics) >= _KNOWN_TOPICS_MAX:
+        _known_topics.clear()
+    _known_topics[raw_topic] = topic
+
+
 def _decode_publish(flags: int, body: bytes, v5: bool) -> Publish:
     """The common case the short way: (MQTT 5) no properties, a well-formed topic, a
     non-zero Packet Identifier at QoS 1. Anything else, errors included, the long way."""
@@ -394,9 +400,7 @@ def _decode_publish(flags: int, body: bytes, v5: bool) -> Publish:
                 except UnicodeDecodeError:
                     pass
                 else:
-                    if len(_known_topics) >= _KNOWN_TOPICS_MAX:
-                        _known_topics.clear()
-                    _known_topics[raw_topic] = topic
+                    _remember_topic(raw_topic, topic)
             packet_id = ((body[topic_end] << 8) | body[topic_end + 1]) if qos else None
             if topic is not None and packet_id != 0:
                 return Publish(
@@ -416,10 +420,8 @@ def _decode_publish_checked(flags: int, body: bytes, v5: bool) -> Publish:
     raw_topic = reader.binary("Topic Name")
     topic = _known_topics.get(raw_topic)
     if topic is None:
-        topic = decode_utf8(raw_topic, "Topic Name")
-        if len(_known_topics) >= _KNOWN_TOPICS_MAX:
-            _known_topics.clear()
-        _known_topics[raw_topic] = topic  # [MQTT-3.3.2-1]
+        topic = decode_utf8(raw_topic, "Topic Name")  # [MQTT-3.3.2-1]
+        _remember_topic(raw_topic, topic)
     # [MQTT-2.2.1-2] (3.1.1 [MQTT-2.3.1-5]): a Packet Identifier only when QoS > 0.
     packet_id = _read_packet_id(reader) if qos else None
     properties = decode_properties(reader, PropertyContext.PUBLISH) if v5 else EMPTY_PROPERTIES

@@ -48,6 +48,17 @@ def persistent_client(port: int, client_id: str) -> tuple[PahoClient, bool]:
     return client, flags.get("present", False)
 
 
+def assert_session_redelivers(port: int, client_id: str, payloads: list[bytes]) -> None:
+    """Reconnect as `client_id`: its session is there and hands back `payloads`."""
+    again, present = persistent_client(port, client_id)
+    try:
+        assert present is True
+        received = again.collect(len(payloads))
+        assert sorted(message.payload for message in received) == sorted(payloads)
+    finally:
+        again.disconnect()
+
+
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     return start_server()
@@ -103,15 +114,7 @@ def test_messages_owed_to_a_client_that_left_survive_a_kill(server: ServerProces
     server.stop(signal.SIGKILL)
     server.start()
 
-    again, present = persistent_client(port, client_id)
-    try:
-        assert present is True
-        received = again.collect(5)
-        assert sorted(message.payload for message in received) == [
-            f"owed-{index}".encode() for index in range(5)
-        ]
-    finally:
-        again.disconnect()
+    assert_session_redelivers(port, client_id, [f"owed-{index}".encode() for index in range(5)])
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
@@ -137,12 +140,5 @@ def test_messages_in_flight_to_a_connected_client_survive_a_kill(
         sock.close()
     server.start()
 
-    again, present = persistent_client(port, client_id)
-    try:
-        assert present is True
-        received = again.collect(5)
-        assert sorted(message.payload for message in received) == [
-            f"in-flight-{index}".encode() for index in range(5)
-        ]
-    finally:
-        again.disconnect()
+    payloads = [f"in-flight-{index}".encode() for index in range(5)]
+    assert_session_redelivers(port, client_id, payloads)
